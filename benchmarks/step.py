@@ -6,7 +6,9 @@ rounds (so a noisy, shared machine slows every variant alike; the median round i
 
 ``reference``       the step a faithful port of the official trainer runs (KMnP/vpt and
                     GatedPromptTuning ``src/engine/trainer.py`` ``forward_one_batch`` +
-                    ``train_classifier``): fp32, eager attention (explicit softmax), no compile,
+                    ``train_classifier``): fp32 with TF32 matmuls allowed on the GPU (the
+                    default of the torch the official code pinned, on Ampere and later), eager
+                    attention (explicit softmax), no compile,
                     no autocast; a DataLoader-style host batch (already decoded and normalised,
                     pinned on CUDA) moved to the device every step, the ``loss == inf`` /
                     ``isnan`` checks and ``loss.item()`` per step (host syncs);
@@ -14,6 +16,11 @@ rounds (so a noisy, shared machine slows every variant alike; the median round i
                     uint8 split held on the device, normalised on the device, SDPA attention,
                     bf16 autocast on CUDA (precision 'auto'), loss accumulated on the device (no
                     host sync), no compile (``train.compile`` defaults to False);
+``fast_tf32``       (GPU) the same step at the reproductions' precision: fp32 with TF32 matmuls
+                    (``train.precision='fp32'``, what 'protocol' resolves to);
+``fast_sliced``     (GateVPT, VPT-deep, LSPT) ``fast`` with the prompt assembly as it was before
+                    issue 16 (slices + ``torch.cat``, ``benchmarks/legacy_assembly.py``): the
+                    before/after of the assembly;
 ``fast_compile``    the same under ``torch.compile`` (``engine.train.compile_model``), unless
                     ``--compile off``;
 ``packed<K>``       K configs of one grid (different lr/wd) in one packed step
@@ -30,6 +37,16 @@ FLOPs), MFU = TFLOP/s / the GPU's dense bf16 peak.  Peak memory: ``torch.cuda.ma
 allocated`` on GPU; on CPU the peak rise of the process RSS during the variant's timed steps
 (sampled every ms; indicative only: the allocator keeps freed memory).
 
+Autograd memory traffic (every single-config row): counted on the meta device for the row's
+model at the row's batch (``engine/cost.py``, fused attention): ``backward_gb`` (bytes read and
+written by the backward pass's operators), ``saved_gib`` (what autograd keeps for backward) and
+``backward_nodes`` (nodes of the backward graph).
+
+Modules, by what they measure: ``step.py`` (this file: the timed step variants, the CSV),
+``grid.py`` (whole-grid wall time, rows ``grid<K>_*``), ``traffic.py`` (the counted autograd
+columns), ``common.py`` (device facts, model building, formatting), ``legacy_assembly.py``
+(the pre-issue-16 prompt assembly of the ``fast_sliced`` rows).
+
 Writes ``results/bench/<device>.csv`` (device 'cpu' or a short GPU name: h100, h200, a100);
 ``replicate/estimate.py`` reads its ``fast`` rows for ``plan``'s GPU-hour estimate.
 
@@ -41,12 +58,9 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import math
 import os
-import platform
 import statistics
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,13 +73,13 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.common import (PEAK_BF16_TFLOPS, PeakMemory, build, cpu_name,  # noqa: E402
+                               fmt, input_size, set_tf32, short_device_name, sync)
+from benchmarks.grid import bench_grid  # noqa: E402
+from benchmarks.traffic import traffic_columns  # noqa: E402
 from replicate import backbones, methods  # noqa: E402
 from replicate.engine import packed as packed_mod  # noqa: E402
 from replicate.engine import train as engine  # noqa: E402
-
-#: dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from NVIDIA's datasheets (H100 SXM5 and
-#: H200 SXM: 989.4; H100 PCIe: 756; A100: 312)
-PEAK_BF16_TFLOPS = {"h100": 989.0, "h100-pcie": 756.0, "h200": 989.0, "a100": 312.0}
 
 #: backbones measured when --backbones is not given; methods that need another architecture
 #: (VPTM: BEiT v2 with its MIM head) use the counterpart below
@@ -77,75 +91,10 @@ COLUMNS = ["device", "device_name", "torch", "method", "backbone", "variant", "c
            "precision", "attention", "compile", "data", "images_per_s", "step_ms",
            "speedup_vs_reference", "speedup_vs_fast", "speedup_vs_alone", "peak_mem_mib",
            "mem_kind",
-           "gflop_per_image", "tflops", "mfu", "threads", "repeats", "steps", "measured", "note"]
-
-
-# ------------------------------------------------------------------ device facts
-def short_device_name(device: torch.device) -> str:
-    """'cpu', or h100 / h100-pcie / h200 / a100 / the GPU's name in lower case."""
-    if device.type != "cuda":
-        return "cpu"
-    name = torch.cuda.get_device_name(device).lower()
-    for key in ("h200", "h100", "a100", "l40s", "l4", "a10", "v100", "t4"):
-        if key in name:
-            return f"{key}-pcie" if key == "h100" and "pcie" in name else key
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-class PeakMemory:
-    """Peak memory of a block: CUDA allocator peak, or the peak rise of the process RSS."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.device = device
-        self.kind = "cuda_max_allocated" if self.cuda else "cpu_rss_rise"
-        self.peak = 0.0
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self) -> "PeakMemory":
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return self
-        self._base, self._max, self._stop = self._rss(), 0, False
-
-        def sample():
-            while not self._stop:
-                self._max = max(self._max, self._rss())
-                time.sleep(0.001)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            self._stop = True
-            self._thread.join()
-            peak = max(self._max, self._rss()) - self._base
-        self.peak = max(self.peak, peak / 2 ** 20)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+           "gflop_per_image", "tflops", "mfu", "threads", "repeats", "steps", "measured", "note",
+           "backward_gb", "saved_gib", "backward_nodes"]
+#: methods whose prompt assembly changed in issue 16 (rows fast_sliced)
+SLICED = ("gatevpt", "vpt_deep", "lspt")
 
 
 # ------------------------------------------------------------------ the variants
@@ -160,6 +109,8 @@ class Variant:
     #: runs `steps` steps; returns nothing (the timer syncs the device itself)
     run: Callable[[int], None]
     note: str = ""
+    #: the model whose step this is, when one model (autograd traffic is counted for it)
+    model: Optional[object] = None
 
 
 def synthetic_split(n: int, size: int, classes: int, seed: int = 0):
@@ -170,15 +121,6 @@ def synthetic_split(n: int, size: int, classes: int, seed: int = 0):
     from replicate import data
 
     return data.in_memory_split(images, labels, classes, "train", "bench:synthetic")
-
-
-def build(backbone: str, method: str, classes: int, device: torch.device, seed: int):
-    entry = backbones.get(backbone)
-    torch.manual_seed(1234)
-    adapter = entry.adapter(entry.build(), attention="sdpa")  # no weights: speed only
-    torch.manual_seed(seed)
-    model = methods.build_model(adapter, method, {}, classes, entry.default_pool)
-    return model.to(device), entry
 
 
 def make_opt(model, lr: float = 1e-3, wd: float = 1e-4) -> torch.optim.Optimizer:
@@ -203,6 +145,7 @@ def reference_variant(model, entry, split, batch: int, device: torch.device,
 
     def run(steps: int) -> None:
         model.adapter.attention = attention
+        set_tf32(device, amp is None)  # fp32 as the official code ran it: TF32 matmuls
         model.train(True)
         for _ in range(steps):
             x, y = host[state["i"] % len(host)]
@@ -221,8 +164,8 @@ def reference_variant(model, entry, split, batch: int, device: torch.device,
             opt.step()
             loss.item()  # losses.update(train_loss.item(), ...)
 
-    prec = "fp32" if amp is None else "bf16"
-    return Variant(name, 1, prec, attention, False, "host->device per step", run)
+    prec = ("fp32+tf32" if device.type == "cuda" else "fp32") if amp is None else "bf16"
+    return Variant(name, 1, prec, attention, False, "host->device per step", run, model=model)
 
 
 class _OfficialStyleItems(torch.utils.data.Dataset):
@@ -269,6 +212,7 @@ def loader_reference_variant(model, entry, split, batch: int, device: torch.devi
 
     def run(steps: int) -> None:
         model.adapter.attention = "eager"
+        set_tf32(device, True)
         model.train(True)
         for _ in range(steps):
             x, y = next(stream)
@@ -282,17 +226,20 @@ def loader_reference_variant(model, entry, split, batch: int, device: torch.devi
             opt.step()
             loss.item()
 
-    return Variant("reference+loader", 1, "fp32", "eager", False,
+    return Variant("reference+loader", 1, "fp32+tf32" if device.type == "cuda" else "fp32",
+                   "eager", False,
                    f"official DataLoader ({workers} workers)", run,
                    note="reference step fed by the official-style DataLoader (per-item "
                         "normalisation in workers); not used for the ratios")
 
 
 def fast_variant(model, split, batch: int, device: torch.device, norm, compiled: bool,
-                 name: str) -> Variant:
-    """``engine.train.train_step`` on the engine's in-memory ``Batches`` (uint8 on device)."""
+                 name: str, precision: str = "auto", note: str = "") -> Variant:
+    """``engine.train.train_step`` on the engine's in-memory ``Batches`` (uint8 on device), at
+    ``train.precision`` = ``precision``."""
     batches = engine.Batches(split, batch, device, True, 0)
-    precision, amp = engine.resolve_precision(type("T", (), {"precision": "auto"})(), device)
+    spec = type("T", (), {"precision": precision})()
+    precision, amp = engine.resolve_precision(spec, device)
     opt = make_opt(model)
     fwd = engine.compile_model(model) if compiled else model
     stream = _batches_forever(batches)
@@ -301,12 +248,14 @@ def fast_variant(model, split, batch: int, device: torch.device, norm, compiled:
     def run(steps: int) -> None:
         nonlocal loss_sum
         model.adapter.attention = "sdpa"
+        engine.resolve_precision(spec, device)  # its TF32 switches (variants interleave)
         model.train(True)
         for _ in range(steps):
             x, y = next(stream)
             loss_sum += engine.train_step(fwd, model, opt, norm, x, y, amp) * y.numel()
 
-    return Variant(name, 1, precision, "sdpa", compiled, "uint8 on device", run)
+    return Variant(name, 1, precision, "sdpa", compiled, "uint8 on device", run, note=note,
+                   model=model)
 
 
 def _batches_forever(batches):
@@ -338,6 +287,7 @@ def packed_variant(model0, backbone: str, method: str, classes: int, split, batc
     def run(steps: int) -> None:
         nonlocal loss_sum
         model0.adapter.attention = "sdpa"
+        engine.resolve_precision(type("T", (), {"precision": "auto"})(), device)
         for m in models:
             m.train(True)
         for _ in range(steps):
@@ -404,7 +354,7 @@ def time_variant(v: Variant, steps: int, device: torch.device, mem: PeakMemory) 
 def bench_pair(method: str, backbone: str, args, device: torch.device) -> List[dict]:
     classes = args.classes
     model, entry = build(backbone, method, classes, device, seed=0)
-    split = synthetic_split(max(4 * args.batch, 256), _input_size(model), classes)
+    split = synthetic_split(max(4 * args.batch, 256), input_size(model), classes)
     norm = engine.normalizer(entry, device)
     flops = count_step_flops(model, split, entry, args.batch, device)
 
@@ -421,6 +371,16 @@ def bench_pair(method: str, backbone: str, args, device: torch.device) -> List[d
             variants.append(reference_variant(model, entry, split, args.batch, device, "eager",
                                               amp, "ref+bf16"))
     variants.append(fast_variant(model, split, args.batch, device, norm, False, "fast"))
+    if device.type == "cuda":  # on a CPU, fp32 is what 'fast' runs already
+        variants.append(fast_variant(model, split, args.batch, device, norm, False, "fast_tf32",
+                                     "fp32", note="the reproductions' precision: fp32 with TF32 "
+                                                  "matmuls"))
+    if method in SLICED and args.sliced:
+        from benchmarks.legacy_assembly import old_assembly
+
+        variants.append(fast_variant(old_assembly(model), split, args.batch, device, norm, False,
+                                     "fast_sliced", note="prompt assembly before issue 16 "
+                                                         "(slices + cat)"))
     if compiled:
         variants.append(fast_variant(model, split, args.batch, device, norm, True, "fast_compile"))
     if args.packed > 1 and not methods.get(method).trains_backbone:
@@ -464,6 +424,9 @@ def bench_pair(method: str, backbone: str, args, device: torch.device) -> List[d
         ips = v.configs * args.batch / t
         step_flops = flops * v.configs if v.name != "cached" else float("nan")
         tflops = step_flops / t / 1e12
+        if v.model is not None:
+            base.update(traffic_columns(backbone, method, classes, args.batch, v.attention,
+                                        v.name == "fast_sliced"))
         rows.append({**base, "images_per_s": ips, "step_ms": 1e3 * t,
                      "speedup_vs_reference": ips / ref_ips, "speedup_vs_fast": ips / fast_ips,
                      "peak_mem_mib": mems[v.name].peak, "mem_kind": mems[v.name].kind,
@@ -472,124 +435,13 @@ def bench_pair(method: str, backbone: str, args, device: torch.device) -> List[d
     return rows
 
 
-def _input_size(model) -> int:
-    a = model.adapter  # both adapters carry timm's patch grid and patch size
-    ps = a.patch_size[0] if isinstance(a.patch_size, (tuple, list)) else a.patch_size
-    return int(a.grid_size[0]) * int(ps)
-
-
-# ------------------------------------------------------------------ a whole grid
-_CHILD = """
-import json, sys
-sys.path.insert(0, {repo!r})
-from replicate.engine import Run, execute
-from replicate.engine.packed import execute_packed
-runs = [Run.from_dict(d) for d in json.load(open(sys.argv[1]))]
-if len(runs) == 1:
-    execute(runs[0], echo=lambda s: None)
-else:
-    execute_packed(runs, echo=lambda s: None)
-"""
-
-
-def grid_runs(method: str, backbone: str, args, device: torch.device, root: Path) -> list:
-    """``args.grid`` smoke runs of one grid (lr/wd differ) on the synthetic task at the
-    backbone's input size; a non-tiny backbone gets a random checkpoint in its real layout."""
-    from replicate import config
-    from replicate.engine import Run
-
-    entry = backbones.get(backbone)
-    ckpt = ""
-    if not entry.tiny:
-        if entry.source != "mae":
-            raise ValueError(f"grid rows need a tiny or an MAE-layout backbone, not {backbone}")
-        ckpt = str(root / "random_mae_layout.pth")  # the real loader path, random weights
-        torch.save({"model": entry.build().state_dict()}, ckpt)
-    model, _ = build(backbone, method, 4, torch.device("cpu"), 0)
-    raw = {
-        "name": f"bench-{method}", "paper": "demo", "smoke": True, "protocol": "synthetic-smoke",
-        "backbone": {"name": backbone, "checkpoint": ckpt},
-        "method": {"type": method},
-        "data": {"benchmark": "synthetic", "task": "shapes", "root": "",
-                 "image_size": _input_size(model), "num_workers": 0, "in_memory": True,
-                 "transform": "none"},
-        "optim": {"optimizer": "sgd", "lr": 0.1, "batch_size": args.batch,
-                  "epochs": args.grid_epochs, "warmup_epochs": min(1, args.grid_epochs)},
-        "train": {"device": device.type, "precision": "auto", "eval_every": 1,
-                  "compile": args.grid_compile},
-    }
-    exp = config.from_dict(raw, source="<benchmarks/step.py grid>")
-    lrs = [0.05 * 2 ** i for i in range(args.grid)]
-    return [Run(exp.replace(**{"optim.lr": lr, "optim.weight_decay": 1e-4 * (i % 3)}), 0,
-                "search", "train", ("val",), str(root / "runs"), {})
-            for i, lr in enumerate(lrs)]
-
-
-def bench_grid(method: str, backbone: str, args, device: torch.device) -> List[dict]:
-    """The grid's wall time, each run alone in its own process (as one job each) vs all of
-    them packed in one process; both include start-up, data loading, evaluation, checkpoints."""
-    import dataclasses
-    import json
-    import shutil
-    import subprocess
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="bench-grid-"))
-    try:
-        runs = grid_runs(method, backbone, args, device, root)
-        script = root / "child.py"
-        script.write_text(_CHILD.format(repo=str(REPO)))
-        env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-
-        def timed(group, name: str) -> float:
-            spec = root / f"{name}.json"
-            spec.write_text(json.dumps([r.to_dict() for r in group]))
-            t0 = time.perf_counter()
-            done = subprocess.run([sys.executable, str(script), str(spec)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"grid child failed: {done.stderr.strip()[-800:]}")
-            return time.perf_counter() - t0
-
-        alone = sum(timed([r], f"alone{i}") for i, r in enumerate(runs))
-        packed_runs = [dataclasses.replace(r, runs_root=str(root / "packed")) for r in runs]
-        packed = timed(packed_runs, "packed")
-        for r in runs + packed_runs:  # every run really finished
-            if not (r.run_dir / "record.json").is_file():
-                raise RuntimeError(f"grid run {r.run_dir} did not finish")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    k, e = args.grid, args.grid_epochs
-    images = k * e * 800  # synthetic train split: 800 images per epoch
-    note = (f"{k} smoke runs x {e} epochs (800 train + 200 val images per epoch); wall time "
-            "with start-up, data, evaluation and checkpoints")
-    base = {"method": method, "backbone": backbone, "configs": k, "batch": args.batch,
-            "precision": engine.resolve_precision(type("T", (), {"precision": "auto"})(),
-                                                  device)[0],
-            "attention": "sdpa", "compile": args.grid_compile, "data": "uint8 on device"}
-    return [{**base, "variant": f"grid{k}_alone", "images_per_s": images / alone,
-             "step_ms": float("nan"), "speedup_vs_alone": 1.0,
-             "note": note + "; one process per run"},
-            {**base, "variant": f"grid{k}_packed", "images_per_s": images / packed,
-             "step_ms": float("nan"), "speedup_vs_alone": alone / packed,
-             "note": note + "; one packed process"}]
-
-
 # ------------------------------------------------------------------ output
-def fmt(v) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return ""
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
-    return str(v)
-
-
 def print_table(rows: List[dict]) -> None:
     cols = ["method", "variant", "precision", "compile", "images_per_s", "step_ms",
             "speedup_vs_reference", "speedup_vs_fast", "speedup_vs_alone", "peak_mem_mib",
-            "tflops", "mfu"]
+            "tflops", "mfu", "backward_gb", "backward_nodes"]
     head = ["method", "variant", "prec", "comp", "img/s", "ms/step", "x ref", "x fast",
-            "x alone", "mem MiB", "TFLOP/s", "MFU"]
+            "x alone", "mem MiB", "TFLOP/s", "MFU", "bwd GB", "bwd nodes"]
     table = [head] + [[fmt(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
@@ -633,6 +485,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grid-epochs", type=int, default=3, help="epochs of each grid run")
     p.add_argument("--grid-compile", action="store_true", help="grid runs with train.compile")
     p.add_argument("--classes", type=int, default=100, help="head outputs (cifar100: 100)")
+    p.add_argument("--no-sliced", dest="sliced", action="store_false",
+                   help="skip the fast_sliced rows (the prompt assembly before issue 16)")
     p.add_argument("--ablate", action="store_true",
                    help="also the reference step with only SDPA / only bf16 switched on")
     p.add_argument("--loader-workers", type=int, default=0,

@@ -1,15 +1,21 @@
 """``python -m replicate <command>``: the thin entry point the Makefile targets call.
 
-    plan       list the runs of a stage and their GPU-hour estimate (nothing is submitted)
+    plan       list the runs of a stage, their counted FLOPs and wall-time estimate (submits nothing)
     submit     submit a stage's unfinished runs (slurm | local | debug | inproc)
     status     done / failed / running counts per stage, and failed runs' errors
     collect    gather run records into results/<paper>/records.csv
     compare    reproduced.csv + comparison.md + figure against papers/<paper>/published.csv
     reproduce  drive the stages in order (re-entrant: --no-wait submits and returns)
     run        train one config locally
+    explain    every resolved value of a config with its source (paper, assumed, protocol)
+    paper-info a paper's metadata (papers/<p>/paper.py): title, default mode, builds on ...
     doctor     environment, CUDA, mmcv ops, data roots, checkpoints: each problem with its fix
-    demo       the whole pipeline on a tiny ViT and scikit-learn's digits (smoke, CPU, minutes)
+    demo       the whole pipeline on micro pre-trained ViTs and scikit-learn's digits (smoke, CPU, minutes)
+    micro-pretrain  pre-train (or find cached) the demo's micro MAE / MoCo v3 / BEiT v2 backbones
     backbones  the backbone registry
+
+An error prints one line, ``error: <what, where, the fix>``, and exits 2; add ``--debug``
+anywhere on the command line (or set REPLICATE_DEBUG=1) to see its traceback.
 """
 from __future__ import annotations
 
@@ -17,8 +23,11 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence
+
+from .errors import EXIT_ERROR, CliError, error_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,22 +39,62 @@ def runs_root(args) -> str:
 def _stage_runs(args, stage: str):
     from . import sweep
 
-    mode = {"final": "search"}.get(stage, stage)
-    try:
-        files = sweep.config_files(args.paper, mode, select=args.select or ())
-    except FileNotFoundError as e:
-        hint = " (this paper has no published hyper-parameters: use --mode search, or --mode " \
-               "smoke for the tiny end-to-end check)" if mode == "pinned" else ""
-        raise SystemExit(f"{e}{hint}")
-    if not files:
-        raise SystemExit(f"no configs match {args.select} under papers/{args.paper}/configs/{mode}")
-    exps = sweep.load_experiments(files)
+    exps = _stage_experiments(args, stage)
     root = runs_root(args)
     if stage in ("pinned", "smoke"):
         return sweep.plan_pinned(exps, root, stage), []
     if stage == "search":
         return sweep.plan_search(exps, root), []
     return sweep.plan_final(exps, root)
+
+
+def _stage_experiments(args, stage: str):
+    """The loaded configs of a stage (errors name the paper, mode or --select glob)."""
+    from . import sweep
+
+    mode = {"final": "search"}.get(stage, stage)
+    check_paper(args.paper)
+    try:
+        files = sweep.config_files(args.paper, mode, select=args.select or ())
+    except FileNotFoundError as e:
+        have = [m for m in ("pinned", "search", "smoke")
+                if (sweep.papers_root() / args.paper / "configs" / m).is_dir()]
+        raise CliError(f"{e}: paper '{args.paper}' has configs for --mode "
+                       f"{', '.join(have) or '(none)'}; pick one of those") from None
+    if not files:
+        raise CliError(f"no configs match --select {' '.join(args.select or ())} under "
+                       f"papers/{args.paper}/configs/{mode}: check the glob (relative to that "
+                       f"folder, e.g. 'digits/*')")
+    return sweep.load_experiments(files)
+
+
+def known_papers() -> List[str]:
+    """Papers discovered under papers/ (or $REPLICATE_PAPERS): folders with configs/ or a
+    paper.py (replicate/papers.py)."""
+    from . import papers
+    return papers.known()
+
+
+def check_paper(paper: str) -> None:
+    """An unknown --paper is an error that lists the known (discovered) ones."""
+    from . import papers
+    try:
+        papers.require(paper)
+    except papers.PaperError as e:
+        raise CliError(str(e)) from None
+
+
+def ensure_runs_root(args) -> Path:
+    """Create RUNS_ROOT before the first run; an unwritable one is one clear error."""
+    root = Path(runs_root(args))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-")
+        probe.close()
+    except OSError as e:
+        raise CliError(f"RUNS_ROOT {root} is not writable ({e.strerror or e}): set RUNS_ROOT or "
+                       f"--runs-root to a folder you can write to") from None
+    return root
 
 
 def _stages_for(mode: str) -> List[str]:
@@ -65,14 +114,30 @@ def cmd_plan(args) -> int:
     from .sweep import summarize
 
     print(f"plan: paper={args.paper} mode={args.mode} RUNS_ROOT={runs_root(args)}")
+    from . import environments
+    print(f"  environment: new runs record {environments.label(environments.current())}"
+          f" (ADE20K: the segmentation environment, make reproduce-gatevpt-ade20k)")
+    total = []
     for stage in ([args.stage] if args.stage else _stages_for(args.mode)):
         runs, pending = _stage_runs(args, stage)
-        est = estimate(runs, args.device)
+        priced = runs
+        if stage == "final":  # before (or during) the search: every config's final runs, priced
+            from .sweep import plan_pinned  # with its own lr (the selection changes no FLOP)
+            priced = plan_pinned(_stage_experiments(args, stage), runs_root(args), "final")
+        est = estimate(priced, args.device, pack=args.pack)
+        total.append(est)
         counts = summarize(runs)
         n_params = sorted({_trainable(r) for r in runs[:200]} - {None})
         print(f"  stage {stage:7s}: {len(runs):5d} runs  ({counts['done']} done, "
               f"{counts['started']} started, {counts['failed']} failed, {counts['new']} new)  "
-              f"~{est['gpu_hours']:.1f} GPU-h on {args.device} [{est['source']}]")
+              f"~{est.hours:.1f} GPU-h on one {args.device}"
+              + (f" for its {len(priced)} runs once selected" if priced is not runs else ""))
+        for line in est.lines():
+            print(f"                   {line}")
+        if counts["done"]:
+            envs = environments.of_records(r.run_dir for r in runs)
+            print("                   done runs computed in: " + "; ".join(
+                f"{n} in {lab}" for lab, n in sorted(envs.items())))
         if n_params:
             print(f"                   trainable parameters per run: "
                   f"{', '.join(f'{n:,}' for n in n_params[:6])}{' ...' if len(n_params) > 6 else ''}")
@@ -83,6 +148,9 @@ def cmd_plan(args) -> int:
             for r in runs:
                 print(f"    {r.run_id}  seed={r.seed} lr={r.experiment.optim.lr} "
                       f"wd={r.experiment.optim.weight_decay}")
+    if len(total) > 1:
+        print(f"  all stages: {sum(e.flops for e in total) / 1e18:.2f} EFLOP, "
+              f"~{sum(e.hours for e in total):.1f} GPU-h on one {args.device}")
     return 0
 
 
@@ -95,16 +163,48 @@ def _trainable(run) -> Optional[int]:
         return None
 
 
-def _execute_inproc(runs) -> List[dict]:
+def _execute_inproc(runs) -> int:
+    """Train ``runs`` in this process, one after the other.  Returns the exit status: 0 when
+    all finished, 1 when any failed (each has its failed.json; the others still train), 128 +
+    the signal's number when SIGTERM/SIGINT stopped them at an epoch boundary (resumable)."""
     from .engine import execute
-    out = []
-    for i, r in enumerate(runs, 1):
-        print(f"[{i}/{len(runs)}] {r.run_id}")
-        try:
-            out.append(execute(r))
-        except Exception as e:  # recorded in failed.json; keep going
-            print(f"  failed: {type(e).__name__}: {e}")
-    return out
+    from .engine.stop import GracefulStop
+    from .errors import describe
+
+    n_failed = 0
+    with GracefulStop() as stop:
+        for i, r in enumerate(runs, 1):
+            if stop():
+                break
+            print(f"[{i}/{len(runs)}] {r.run_id}", flush=True)
+            try:
+                rec = execute(r, should_stop=stop)
+            except Exception as e:  # recorded in failed.json; keep going
+                n_failed += 1
+                print(f"  failed: {describe(e)[:300]}", flush=True)
+                continue
+            if rec is None:  # stopped at an epoch boundary
+                break
+    if stop.signame:
+        print(f"stopped by {stop.signame}: unfinished runs keep their last epoch's checkpoint; "
+              f"re-run the same command to resume them")
+        return stop.exit_code
+    return 1 if n_failed else 0
+
+
+def report_failures(stage: str, runs) -> int:
+    """Print how many runs of ``stage`` failed and why (one line each); returns the count."""
+    from .engine.run import failure_reason, run_state
+
+    failed = [r for r in runs if run_state(r.run_dir) == "failed"]
+    if failed:
+        print(f"stage {stage}: {len(failed)} of {len(runs)} runs failed:")
+        for r in failed[:20]:
+            why = " ".join(str(failure_reason(r.run_dir) or "see failed.json").split())
+            print(f"  {r.run_id}: {why[:300]}")
+        if len(failed) > 20:
+            print(f"  ... and {len(failed) - 20} more (python -m replicate status)")
+    return len(failed)
 
 
 def submit_stage(args, stage: str, wait: bool) -> int:
@@ -116,9 +216,11 @@ def submit_stage(args, stage: str, wait: bool) -> int:
           f"{len(work)} to run" + (f"; {len(pending)} configs wait for search" if pending else ""))
     if not work:
         return 0
+    ensure_runs_root(args)
     if args.executor == "inproc":
-        _execute_inproc(work)
-        return 0
+        rc = _execute_inproc(work)
+        n_failed = report_failures(stage, runs)
+        return rc or (1 if n_failed else 0)
     from . import launch
 
     profile = launch.load_profile(args.cluster) if args.executor == "slurm" else None
@@ -127,7 +229,10 @@ def submit_stage(args, stage: str, wait: bool) -> int:
                               job_name=f"{args.paper}-{stage}")
     print(f"submitted {len(jobs)} array task(s); logs in {log_folder}")
     if wait:
-        launch.wait(jobs)
+        results = launch.wait(jobs)
+        n_failed = report_failures(stage, runs)
+        if n_failed or any(r["state"] != "DONE" for r in results):
+            return 1  # a failed run or a killed job: a script must not carry on as if done
     return 0
 
 
@@ -135,9 +240,36 @@ def cmd_submit(args) -> int:
     return submit_stage(args, args.stage, wait=args.wait)
 
 
+def _unsubmitted_run_lines(runs, log_root: Path) -> List[str]:
+    """Started runs no submission knows of (``run``, ``--executor inproc``): who trains them
+    now, or where they resume."""
+    from .engine.lock import lock_holder
+    from .engine.run import run_state
+
+    started = [r for r in runs if run_state(r.run_dir) == "started"]
+    if not started:
+        return []
+    from .launch.submit import read_manifest, resume_hint
+
+    submitted = set()
+    for stage_dir in (sorted(log_root.iterdir()) if log_root.is_dir() else []):
+        for entry in read_manifest(stage_dir):
+            submitted |= {run["run_dir"] for job in entry["jobs"] for run in job["runs"]}
+    lines = []
+    for r in started:
+        if str(r.run_dir) in submitted:
+            continue  # its job's line below says it
+        holder = lock_holder(r.run_dir)
+        lines.append(f"  RUNNING {r.run_id}: trained by {holder}" if holder else
+                     f"  STOPPED {r.run_id}: {resume_hint(r.run_dir)}")
+    return lines
+
+
 def cmd_status(args) -> int:
+    from .engine.run import failure_reason
     from .sweep import summarize
 
+    log_root = Path(runs_root(args)) / args.paper / "_submitit"
     for stage in _stages_for(args.mode):
         runs, pending = _stage_runs(args, stage)
         c = summarize(runs)
@@ -145,11 +277,13 @@ def cmd_status(args) -> int:
               f"{c['started']} started, {c['new']} not started"
               + (f", {len(pending)} configs waiting for search" if pending else ""))
         for r in runs:
-            f = r.run_dir / "failed.json"
-            if f.is_file():
-                err = json.loads(f.read_text())
-                print(f"  FAILED {r.run_id}: {err['error']}\n    see {f}")
-    log_root = Path(runs_root(args)) / args.paper / "_submitit"
+            reason = failure_reason(r.run_dir)  # failed.json's error, or a damaged record
+            if reason is not None:
+                f = r.run_dir / "failed.json"
+                print(f"  FAILED {r.run_id}: {reason}"
+                      + (f"\n    see {f}" if f.is_file() else ""))
+        for line in _unsubmitted_run_lines(runs, log_root):
+            print(line)
     if log_root.is_dir():
         try:
             from . import launch
@@ -157,7 +291,7 @@ def cmd_status(args) -> int:
                 for js in launch.job_states(stage_dir):
                     if js.get("state") not in ("COMPLETED", "DONE"):
                         print(f"  job {js.get('job_id')} ({stage_dir.name}): {js.get('state')} "
-                              f"{js.get('error') or ''}")
+                              + " ".join(str(js.get('error') or '').split()))
         except Exception as e:  # status must work without SLURM
             print(f"  (job states unavailable: {e})")
     return 0
@@ -178,10 +312,14 @@ def cmd_compare(args) -> int:
 
 
 def _extra_context(paper: str) -> Optional[dict]:
-    if paper == "lspt":  # LSPT beside GateVPT's reproduced and published numbers
-        from .sweep import papers_root
-        return {"base_paper": "gatevpt", "base_published": papers_root() / "gatevpt/published.csv"}
-    return None
+    """The baseline a paper builds on (its paper.py BUILDS_ON, e.g. LSPT -> GateVPT): the report
+    shows the paper's numbers beside that paper's reproduced and published ones."""
+    from . import papers
+    info = papers.info(paper)
+    if not info.builds_on:
+        return None
+    return {"baseline_paper": info.builds_on, "baseline_method": info.baseline_method,
+            "baseline_published": papers.papers_root() / info.builds_on / "published.csv"}
 
 
 def cmd_collect(args) -> int:
@@ -190,25 +328,68 @@ def cmd_collect(args) -> int:
     df = collect(Path(runs_root(args)), args.paper, stages=tuple(_stages_for(args.mode)))
     out = report_dir(args) / "records.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out, index=False)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # whole file or the old one
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"{len(df)} records -> {out}")
     return 0
+
+
+def check_reproduce_inputs(args) -> None:
+    """What reproduce reads or writes besides the runs, checked before the first stage (not
+    after hours of training): the paper, its published table(s), every stage's configs that
+    can be loaded now, RUNS_ROOT and the report folder."""
+    from .doctor import writable_problem
+    from .results.published import load_published
+    from .sweep import papers_root
+
+    check_paper(args.paper)
+    load_published(papers_root() / args.paper / "published.csv", paper=args.paper)
+    ctx = _extra_context(args.paper) or {}
+    base = Path(ctx.get("baseline_published", ""))
+    if ctx and base.is_file():
+        load_published(base, paper=ctx["baseline_paper"])
+    _stage_experiments(args, _stages_for(args.mode)[0])  # configs load and match --select
+    ensure_runs_root(args)
+    problem = writable_problem(report_dir(args))
+    if problem:
+        raise CliError(f"report folder {report_dir(args)}: {problem}; pass --out to write the "
+                       f"report elsewhere")
 
 
 def cmd_reproduce(args) -> int:
     """Drive the stages in order.  With --no-wait each call submits the next unfinished stage
     and returns, so the target can be re-run after each array finishes."""
     wait = not args.no_wait
+    check_reproduce_inputs(args)
     for stage in _stages_for(args.mode):
         runs, pending = _stage_runs(args, stage)
         from .sweep import todo
         remaining = todo(runs)
         if remaining or pending:
-            submit_stage(args, stage, wait=wait)
+            rc = submit_stage(args, stage, wait=wait)
             runs, pending = _stage_runs(args, stage)
-            if todo(runs) or pending:
-                print(f"stage {stage} not finished yet: re-run this command when its jobs are done")
-                return 0 if not wait else 1
+            left = todo(runs)
+            if left or pending:
+                from .engine.run import run_state
+                n_failed = sum(run_state(r.run_dir) == "failed" for r in left)
+                if not wait and rc == 0:
+                    print(f"stage {stage} not finished yet: re-run this command when its jobs are "
+                          f"done (python -m replicate status --paper {args.paper} --mode "
+                          f"{args.mode})")
+                    return 0
+                if n_failed:  # the failures were listed above, one line each
+                    print(f"stage {stage}: {n_failed} of {len(runs)} runs failed (see above): fix "
+                          f"the cause and re-run this command (failed runs are retried, finished "
+                          f"ones kept)")
+                else:
+                    print(f"stage {stage}: {len(left)} of {len(runs)} runs unfinished (stopped or "
+                          f"their job died; each resumes from its last checkpoint): re-run this "
+                          f"command")
+                return rc or 1
     cmd_collect(args)
     return cmd_compare(args)
 
@@ -218,16 +399,29 @@ def cmd_run(args) -> int:
     from .engine import Run, execute
     from .protocol import get as get_protocol
 
+    from .sweep import final_like_experiment
+
     exp = config.load(args.config, config.parse_overrides(args.set))
     proto = get_protocol(exp.protocol)
+    root = str(ensure_runs_root(args))
+    # the same Run as the planner's (sweep.grid_runs / sweep.plan_pinned), so the same run id
+    # and directory: a run started here is found done or resumed by plan/submit, and back
     if args.search:
         run = Run(exp, args.seed, "search", proto.search_train, (proto.search_eval,),
-                  runs_root(args), {"config": exp.name})
+                  root, {"config": exp.name})
     else:
-        run = Run(exp, args.seed, args.stage, proto.final_train, (proto.report,),
-                  runs_root(args), {"config": exp.name})
-    rec = execute(run)
-    print(json.dumps(rec["metrics"], indent=1) if rec else "stopped")
+        stage = args.stage or ("smoke" if exp.smoke else "pinned")
+        run = Run(final_like_experiment(exp), args.seed, stage, proto.final_train,
+                  (proto.report,), root, {"config": exp.name})
+    from .engine.stop import GracefulStop
+
+    with GracefulStop() as stop:  # SIGTERM/SIGINT: checkpoint at the epoch's end, then stop
+        rec = execute(run, should_stop=stop)
+    if rec is None:
+        print(f"stopped by {stop.signame or 'request'} at an epoch boundary (checkpoint saved): "
+              f"run the same command again to resume\nrun dir: {run.run_dir}")
+        return stop.exit_code or 1
+    print(json.dumps(rec["metrics"], indent=1))
     print(f"run dir: {run.run_dir}")
     return 0
 
@@ -238,6 +432,42 @@ def cmd_backbones(args) -> int:
         e = backbones.get(name)
         print(f"{name:40s} source={e.source:14s} file={e.default_file or '-':32s} "
               f"pool={e.default_pool}{'  [tiny]' if e.tiny else ''}\n    {e.note}\n    {e.url}")
+        if e.other_files:  # names the same file is also found under in CKPT_ROOT
+            print(f"    also accepted as: {', '.join(e.other_files)}")
+    return 0
+
+
+def default_mode(args) -> None:
+    """--mode omitted: the paper's own default (``DEFAULT_MODE`` in papers/<p>/paper.py, e.g.
+    vptm: search, whose hyper-parameters are unknown; others: pinned)."""
+    if getattr(args, "mode", "") is None:
+        from . import papers
+        args.mode = papers.info(args.paper).default_mode
+
+
+def cmd_paper_info(args) -> int:
+    """Print a paper's metadata (papers/<p>/paper.py), or one field of it (for the Makefile)."""
+    import dataclasses
+
+    from . import papers
+    check_paper(args.paper)
+    info = dataclasses.asdict(papers.info(args.paper))
+    if args.field:
+        if args.field not in info:
+            raise CliError(f"unknown field '{args.field}'; fields: {', '.join(info)}")
+        value = info[args.field]
+        print(" ".join(value) if isinstance(value, (list, tuple)) else value)
+        return 0
+    for key, value in info.items():
+        print(f"{key:18s} {value}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    """Print every resolved value of a config with its source (paper, assumed, protocol,
+    default)."""
+    from .explain import explain
+    print(explain(args.config, overrides_items=args.set))
     return 0
 
 
@@ -248,26 +478,42 @@ def cmd_doctor(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    return run_demo(Path(args.out), executor=args.executor, quick=args.quick)
+    return run_demo(Path(args.out), executor=args.executor, quick=args.quick,
+                    cache_dir=args.cache_dir, search=args.search)
+
+
+def cmd_micro_pretrain(args) -> int:
+    """Pre-train (or find cached) the micro SMOKE backbones (replicate/micro)."""
+    from . import micro
+    for fam, meta in micro.ensure(args.cache_dir, args.family or None).items():
+        print(f"{meta['entry']}: {meta['path']} ({'cached' if meta.get('cached') else 'built'}; "
+              f"pre-training {meta['pretrain_wall_s']} s, k-NN val top-1 {meta['knn_val_top1']}%)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m replicate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error (allowed anywhere on the command line)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def stage_args(sp, stage_choices=("pinned", "search", "final")):
         sp.add_argument("--paper", default="gatevpt")
-        sp.add_argument("--mode", choices=("pinned", "search", "smoke"), default="pinned",
+        sp.add_argument("--mode", choices=("pinned", "search", "smoke"), default=None,
                         help="pinned: the paper's own hyper-parameters; search: grid on val, "
-                             "then final runs; smoke: tiny configs (configs/smoke), CPU, minutes")
+                             "then final runs; smoke: tiny configs (configs/smoke), CPU, "
+                             "minutes (default: the paper's DEFAULT_MODE in papers/<p>/paper.py)")
         sp.add_argument("--select", nargs="*", help="glob(s) over configs/<mode>/, e.g. 'vtab1k/mae_vitb16/*'")
         sp.add_argument("--runs-root", help="default: $RUNS_ROOT or ./runs")
 
     sp = sub.add_parser("plan", help=cmd_plan.__doc__)
     stage_args(sp)
     sp.add_argument("--stage", choices=("pinned", "search", "final", "smoke"))
-    sp.add_argument("--device", default="h100", help="device type for the estimate")
+    sp.add_argument("--device", default="h100",
+                    help="device type for the estimate (h100, h100-pcie, h200, a100, cpu)")
+    sp.add_argument("--pack", type=int, default=1,
+                    help="runs per process, as submit --pack (shares the start-up term)")
     sp.add_argument("-v", "--verbose", action="store_true")
     sp.set_defaults(fn=cmd_plan)
 
@@ -299,11 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="train one config locally")
     sp.add_argument("config")
     sp.add_argument("--seed", type=int, default=42)
-    sp.add_argument("--stage", default="pinned")
+    sp.add_argument("--stage", help="run folder stage (default: smoke for smoke configs, else "
+                                     "pinned): the planned run of the same config and seed")
     sp.add_argument("--search", action="store_true", help="train on the search split, eval val")
     sp.add_argument("--set", nargs="*", help="key=value overrides (recorded in the run's config)")
     sp.add_argument("--runs-root")
     sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("explain", help="every resolved value of a config and where it comes "
+                                         "from: paper table, assumed (with the reason), "
+                                         "protocol or default")
+    sp.add_argument("config")
+    sp.add_argument("--set", nargs="*", help="key=value overrides, as for run")
+    sp.set_defaults(fn=cmd_explain)
+    sp = sub.add_parser("paper-info", help="a paper's metadata from papers/<p>/paper.py")
+    sp.add_argument("--paper", required=True)
+    sp.add_argument("--field", help="print only this field (e.g. default_mode)")
+    sp.set_defaults(fn=cmd_paper_info)
 
     sp = sub.add_parser("doctor")
     sp.add_argument("-v", "--verbose", action="store_true")
@@ -312,7 +570,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=str(REPO / "smoke"))
     sp.add_argument("--executor", choices=("inproc", "local"), default="inproc")
     sp.add_argument("--quick", action="store_true", help="fewer epochs (tests)")
+    sp.add_argument("--cache-dir", help="micro backbone cache (default $REPLICATE_MICRO_CACHE "
+                                        "or ~/.cache/vpt-replicate/micro)")
+    sp.add_argument("--search", action="store_true",
+                    help="choose each cell's lr on val inside the demo (protocol grid)")
     sp.set_defaults(fn=cmd_demo)
+    sp = sub.add_parser("micro-pretrain", help=cmd_micro_pretrain.__doc__)
+    sp.add_argument("--cache-dir", help="default $REPLICATE_MICRO_CACHE or ~/.cache/vpt-replicate/micro")
+    sp.add_argument("--family", nargs="*", choices=("mae", "mocov3", "beitv2"))
+    sp.set_defaults(fn=cmd_micro_pretrain)
     sp = sub.add_parser("backbones")
     sp.set_defaults(fn=cmd_backbones)
 
@@ -327,20 +593,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command.  A harness error or OSError ends as one ``error: ...`` line on stderr
+    (it names the file or key and the fix) and exit status 2; ``--debug`` anywhere on the
+    command line (or REPLICATE_DEBUG=1) re-raises it with its traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("REPLICATE_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
-    from .config import ConfigError
-    from .data import DataError
     fn = getattr(args, "fn", None) or getattr(args, "func", None)
     if fn is None:
-        build_parser().parse_args([*(argv or sys.argv[1:]), "--help"])
+        build_parser().parse_args([*argv, "--help"])
     try:
+        default_mode(args)
         return fn(args) or 0
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
-    except DataError as e:
-        print(f"data error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        line = None if debug else error_line(e)
+        if line is None:  # a bug (or --debug): the traceback is the report
+            raise
+        sys.stdout.flush()
+        print(line, file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -7,12 +7,16 @@ file; so are missing required keys and values of the wrong type.
 
 Method options (``method = dict(type='gatevpt', ...)``) are validated by the options dataclass
 that the method registers (``replicate.methods``), so each method documents its own knobs.
+mmengine's ``custom_imports = dict(imports=[...])`` is accepted: those modules (e.g. a method in
+the paper folder that calls ``replicate.methods.register``) are imported before validation
+(:func:`import_custom`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -54,12 +58,17 @@ class DataSpec:
     format: str = "auto"
     #: network input size (the protocols use 224)
     image_size: int = 224
-    #: DataLoader workers for streamed datasets (FGVC)
+    #: worker processes that decode images into the cache (and of DataLoaders, where used)
     num_workers: int = 4
-    #: hold the whole split in memory as uint8 (VTAB-1k: 1,000 images)
+    #: FGVC / VTAB-1k: hold each split's cached uint8 images on the training device for the
+    #: whole run (else they stay memory-mapped in host memory and each batch is copied over);
+    #: identical tensors either way (docs/data.md)
     in_memory: bool = False
     #: transform recipe: vpt-fgvc (resize 256, crop 224, flip) | vpt-vtab (plain resize) | none
     transform: str = "auto"
+    #: decoded-image cache folder ('' = $REPLICATE_CACHE_ROOT or ~/.cache/vpt-replicate/images;
+    #: 'off' = decode in memory per run); never changes a number, so not in the config hash
+    cache_root: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,10 @@ class OptimSpec:
 class TrainSpec:
     #: auto | cpu | cuda
     device: str = "auto"
-    #: mixed precision: auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    precision: str = "auto"
+    #: numeric precision: protocol (the protocol's: fp32 with TF32 matmuls for every
+    #: reproduction, as the official code) | fp32 (TF32 matmuls allowed on CUDA) | fp32-strict
+    #: (TF32 off) | bf16 (autocast; fast, not yet shown to reproduce) | auto (bf16 on CUDA)
+    precision: str = "protocol"
     #: attention kernel: sdpa (fused) | eager (explicit softmax, the reference)
     attention: str = "sdpa"
     #: torch.compile the prompted model
@@ -102,6 +113,13 @@ class TrainSpec:
     #: the head on them (used only where that is exact: method 'linear' and an in-memory
     #: training split without augmentation, i.e. VTAB-1k; replicate/engine/features.py)
     cache_features: bool = True
+    #: write the resume checkpoint (last.ckpt) every N epochs, and after the last one; a
+    #: preempted run (SIGTERM/SIGUSR2, should_stop) always writes it at the epoch boundary
+    #: where it stops.  Resuming from any checkpoint equals the uninterrupted run (per-epoch
+    #: seeding), so this only bounds the epochs redone after a hard kill
+    checkpoint_every_epochs: int = 10
+    #: ... or when this many seconds passed since the last write (0: by epochs only)
+    checkpoint_every_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -125,12 +143,20 @@ class Experiment:
     smoke: bool = False
     #: published cell this experiment reproduces: dict(table=..., benchmark=..., task=..., method=..., backbone=...)
     cell: Mapping[str, Any] = field(default_factory=dict)
+    #: mmengine's ``custom_imports``: ``dict(imports=['module', ...], allow_failed_imports=False)``,
+    #: modules imported before the config is validated, so a method, backbone or dataset can
+    #: register itself from its own module in the paper folder (which is put on sys.path);
+    #: not in the config hash (the names they register are)
+    custom_imports: Mapping[str, Any] = field(default_factory=dict)
     #: the file the experiment was loaded from (set by the loader)
     source: str = ""
 
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
-        return _to_plain(dataclasses.asdict(self))
+        d = _to_plain(dataclasses.asdict(self))
+        if not d.get("custom_imports"):  # absent unless used: resolved configs stay as they were
+            d.pop("custom_imports", None)
+        return d
 
     def replace(self, **changes: Any) -> "Experiment":
         """A copy with dotted keys replaced, e.g. ``replace(**{'optim.lr': 0.5})``."""
@@ -142,8 +168,11 @@ class Experiment:
     def config_hash(self) -> str:
         """Hash of everything that can change a number (not name/source/assumed notes)."""
         d = self.to_dict()
-        for k in ("name", "source", "assumed", "cell", "seeds"):
+        for k in ("name", "source", "assumed", "cell", "seeds", "custom_imports"):
             d.pop(k, None)
+        d["data"].pop("cache_root", None)  # where decoded images are cached, not what they are
+        for k in ("checkpoint_every_epochs", "checkpoint_every_s"):  # resume is exact either way
+            d["train"].pop(k, None)
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha1(blob).hexdigest()[:10]
 
@@ -264,9 +293,57 @@ def from_dict(raw: Mapping[str, Any], source: str = "<dict>") -> Experiment:
         if not isinstance(raw["smoke"], bool):
             raise ConfigError(f"{source}: 'smoke' must be True/False, got {raw['smoke']!r}")
         kw["smoke"] = raw["smoke"]
+    if raw.get("custom_imports"):
+        kw["custom_imports"] = import_custom(raw["custom_imports"], source, kw.get("paper", ""))
     exp = Experiment(source=str(source), **kw)
     _validate_semantics(exp)
     return exp
+
+
+def import_custom(spec: Any, source: str, paper: str = "") -> dict:
+    """Import the modules of a config's ``custom_imports`` (mmengine's form:
+    ``dict(imports=['mod', ...], allow_failed_imports=False)``) so that what they register
+    (``replicate.methods.register`` ...) is known before validation.  The paper folder -- the
+    parent of the config's ``configs/`` folder, else ``<papers root>/<paper>`` -- is put on
+    sys.path first, so a paper's own module is imported by its name.  Returns the normalised
+    spec (kept in the experiment, so a job re-imports the modules before re-validating)."""
+    import importlib
+    import sys
+    import warnings
+
+    from .papers import paper_folder_of, papers_root
+
+    where = f"{source} [custom_imports]"
+    if isinstance(spec, (list, tuple, str)):
+        spec = {"imports": spec}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: must be dict(imports=['module', ...], "
+                          f"allow_failed_imports=False), got {spec!r}")
+    unknown = sorted(set(spec) - {"imports", "allow_failed_imports"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                          f"imports, allow_failed_imports")
+    imports = spec.get("imports", [])
+    imports = [imports] if isinstance(imports, str) else list(imports)
+    allow_failed = spec.get("allow_failed_imports", False)
+    if not all(isinstance(m, str) and m for m in imports) or not isinstance(allow_failed, bool):
+        raise ConfigError(f"{where}: 'imports' must be a list of module names and "
+                          f"'allow_failed_imports' True/False, got {dict(spec)!r}")
+    folder = paper_folder_of(Path(source)) if Path(str(source)).is_file() else None
+    if folder is None and paper:
+        folder = papers_root() / paper
+    if folder is not None and folder.is_dir() and str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    for name in imports:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            msg = (f"{where}: cannot import '{name}' ({e}); it is looked up in the paper folder "
+                   f"{folder} and on the python path: fix the module name or the module")
+            if not allow_failed:
+                raise ConfigError(msg) from None
+            warnings.warn(msg + " (skipped: allow_failed_imports=True)")
+    return {"imports": imports, "allow_failed_imports": allow_failed}
 
 
 def _validate_semantics(exp: Experiment) -> None:
@@ -293,10 +370,11 @@ def _validate_semantics(exp: Experiment) -> None:
                           f"'{exp.protocol}' (lr_scaling '{proto.lr_scaling}'); set them equal")
     if exp.optim.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"{src} [optim]: optimizer must be 'sgd' or 'adamw'")
-    if exp.optim.warmup_epochs > exp.optim.epochs:
-        raise ConfigError(f"{src} [optim]: warmup_epochs > epochs")
-    if exp.train.precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"{src} [train]: precision must be auto, bf16 or fp32")
+    _check_ranges(exp)
+    if exp.train.precision not in protocol.PRECISIONS:
+        raise ConfigError(f"{src} [train]: precision must be one of "
+                          f"{', '.join(protocol.PRECISIONS)}, "
+                          f"got {exp.train.precision!r}")
     if exp.train.eval_every < 0:
         raise ConfigError(f"{src} [train]: eval_every must be >= 0 (0: only after the last epoch)")
     if exp.train.attention not in ("sdpa", "eager"):
@@ -305,6 +383,48 @@ def _validate_semantics(exp: Experiment) -> None:
     for key in exp.assumed:
         if key not in flat and not any(k.startswith(key + ".") for k in flat):
             raise ConfigError(f"{src} [assumed]: '{key}' is not a config key")
+
+
+def _check_ranges(exp: Experiment) -> None:
+    """Numbers the engine needs in range, refused at load (not as a crash or a bogus ``done``
+    record after training): each message names the file, the key, the value and the fix."""
+    src, o, d, t = exp.source, exp.optim, exp.data, exp.train
+
+    def bad(section: str, key: str, value: Any, want: str) -> ConfigError:
+        return ConfigError(f"{src} [{section}]: '{section}.{key}' = {value!r} is invalid: it must "
+                           f"be {want}; fix the value in the file (or its --set override)")
+
+    if not math.isfinite(o.lr) or o.lr <= 0:
+        raise bad("optim", "lr", o.lr, "a finite number > 0 (e.g. 0.1)")
+    for key in ("momentum", "weight_decay"):
+        v = getattr(o, key)
+        if not math.isfinite(v) or v < 0:
+            raise bad("optim", key, v, "a finite number >= 0")
+    if o.batch_size <= 0:
+        raise bad("optim", "batch_size", o.batch_size, "an integer >= 1")
+    if o.epochs <= 0:
+        raise bad("optim", "epochs", o.epochs, "an integer >= 1 (a run of 0 epochs trains nothing)")
+    if o.warmup_epochs < 0:
+        raise bad("optim", "warmup_epochs", o.warmup_epochs, "an integer >= 0")
+    if o.warmup_epochs > o.epochs:
+        raise bad("optim", "warmup_epochs", o.warmup_epochs,
+                  f"at most optim.epochs ({o.epochs})")
+    if d.image_size <= 0:
+        raise bad("data", "image_size", d.image_size, "an integer >= 1 (the protocols use 224)")
+    if d.num_workers < 0:
+        raise bad("data", "num_workers", d.num_workers, "an integer >= 0 (0: load in the main "
+                  "process)")
+    if t.eval_batch_size is not None and t.eval_batch_size <= 0:
+        raise bad("train", "eval_batch_size", t.eval_batch_size, "an integer >= 1, or None")
+    if t.checkpoint_every_epochs < 1:
+        raise bad("train", "checkpoint_every_epochs", t.checkpoint_every_epochs,
+                  "an integer >= 1 (1: after every epoch)")
+    if not math.isfinite(t.checkpoint_every_s) or t.checkpoint_every_s < 0:
+        raise bad("train", "checkpoint_every_s", t.checkpoint_every_s,
+                  "a number of seconds >= 0 (0: by epochs only)")
+    if t.max_steps_per_epoch is not None and t.max_steps_per_epoch <= 0:
+        raise bad("train", "max_steps_per_epoch", t.max_steps_per_epoch,
+                  "an integer >= 1, or None")
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict:
@@ -331,7 +451,8 @@ def load(path: str | os.PathLike, overrides: Optional[Mapping[str, Any]] = None)
     except ImportError as e:  # pragma: no cover - mmengine is a core dependency
         raise ConfigError("mmengine is not installed: run `make install`") from e
     try:
-        cfg = Config.fromfile(str(path))
+        # custom_imports are imported by from_dict, with the paper folder on sys.path
+        cfg = Config.fromfile(str(path), import_custom_modules=False)
     except Exception as e:  # syntax errors, missing _base_ files ...
         raise ConfigError(f"{path}: cannot be read by mmengine: {e}") from e
     raw = cfg.to_dict()

@@ -41,8 +41,15 @@ class Protocol:
     #: smaller_lr: ties go to the smaller lr, then the larger wd (VPT iterates lr descending)
     tie_break: str = "smaller_lr"
     seeds: Tuple[int, ...] = VPT_SEEDS
-    #: |delta| <= max(tolerance, 2 * std over seeds) counts as reproduced (DESIGN.md)
+    #: |delta| <= max(tolerance, 2 * std over seeds) counts as reproduced (docs/contributing.md)
     tolerance: float = 1.0
+    #: numeric precision of the runs (``train.precision='protocol'`` resolves to it): fp32 =
+    #: float32 with TF32 matmuls/convolutions allowed on Ampere+ GPUs, as the official code
+    #: trained (torch 1.7-1.11 enabled TF32 by default); bf16 stays an explicit fast option
+    precision: str = "fp32"
+    #: whose published numbers this protocol reproduces: the paper key that published.csv's
+    #: ``measured_by`` names (gatevpt | vpt); a row is reproduced under that paper's protocol
+    measured_by: str = ""
     #: documented choices of this protocol that its paper leaves open
     assumed: Mapping[str, str] = field(default_factory=dict)
 
@@ -57,43 +64,62 @@ _GATEVPT_ASSUMED = {
     "wd_grid": "GateVPT's paper states no weight decay; its run.sh fixes SOLVER.WEIGHT_DECAY 0.0",
     "seeds": "GateVPT states no seeds (run.sh: seed 42 only); VPT's five final seeds are used",
     "search_eval": "the paper does not say on which split the lr was searched; VPT's val split",
-    "final_train": "the paper does not say whether final runs retrain on train+val; VPT does",
     "selection": "the paper states no rule; VPT's tune_vtab.py last-epoch val top-1",
+    "precision": "the paper states none; the official code trains in float32 (torch 1.7.1, "
+                 "where TF32 matmuls were on by default on Ampere GPUs)",
 }
+#: official train.py (GateVPT and KMnP/vpt) merges train+val only for ``vtab-`` datasets;
+#: KMnP/vpt's FGVC dataset class refuses a train+val split, so FGVC final runs train on train
+_FINAL_VTAB = "official train.py trains vtab- datasets on train800val200 (KMnP/vpt, GateVPT)"
+_FINAL_FGVC = ("official train.py trains FGVC on train only (train+val is merged only for "
+               "vtab- datasets; KMnP/vpt's JSONDataset has no train+val split)")
+
+_GATEVPT_BY = "gatevpt"  # GateVPT's authors' runs (App. A.2, official run.sh)
+_VPT_BY = "vpt"  # VPT's runs (KMnP/vpt tune_*.py), e.g. GateVPT's Table 2 dagger rows
+_VPT_ASSUMED = {"precision": "KMnP/vpt trains in float32 (TF32 matmuls on by default in the "
+                             "torch it pinned, on Ampere GPUs)"}
 
 register(Protocol(
     id="vtab1k-gatevpt", benchmark="vtab1k",
     description="VTAB-1k as GateVPT: lr grid of App. A.2 on train800/val200, wd 0, final runs "
                 "on train800val200, test reported",
-    assumed=_GATEVPT_ASSUMED, tolerance=1.0))
+    assumed={**_GATEVPT_ASSUMED, "final_train": _FINAL_VTAB}, tolerance=1.0,
+    measured_by=_GATEVPT_BY))
 register(Protocol(
     id="fgvc-gatevpt", benchmark="fgvc",
     description="FGVC as GateVPT: lr grid of App. A.2 on VPT's train/val split, wd 0, final "
-                "runs on train+val, official test reported",
-    assumed=_GATEVPT_ASSUMED, tolerance=0.5))
+                "runs on train, official test reported",
+    final_train="train", assumed={**_GATEVPT_ASSUMED, "final_train": _FINAL_FGVC},
+    tolerance=0.5, measured_by=_GATEVPT_BY))
 register(Protocol(
     id="vtab1k-vpt", benchmark="vtab1k",
-    description="VTAB-1k as KMnP/vpt tune_vtab.py: prompt lr grid x wd grid, lr*bs/256",
+    description="VTAB-1k as KMnP/vpt tune_vtab.py: prompt lr grid x wd grid on train800/val200, "
+                "lr*bs/256, final runs on train800val200",
     lr_grid=VPT_PROMPT_LR_GRID_VTAB, wd_grid=VPT_WD_GRID, lr_scaling="linear256",
-    tolerance=1.0))
+    tolerance=1.0, assumed={**_VPT_ASSUMED, "final_train": _FINAL_VTAB}, measured_by=_VPT_BY))
 register(Protocol(
     id="fgvc-vpt", benchmark="fgvc",
-    description="FGVC as KMnP/vpt tune_fgvc.py: prompt lr grid x wd grid, lr*bs/256",
+    description="FGVC as KMnP/vpt tune_fgvc.py: prompt lr grid x wd grid, lr*bs/256, final "
+                "runs on train",
     lr_grid=VPT_PROMPT_LR_GRID_FGVC, wd_grid=VPT_WD_GRID, lr_scaling="linear256",
-    tolerance=0.5))
+    final_train="train", tolerance=0.5, assumed={**_VPT_ASSUMED, "final_train": _FINAL_FGVC},
+    measured_by=_VPT_BY))
 for _bench, _tol in (("vtab1k", 1.0), ("fgvc", 0.5)):
     register(Protocol(
         id=f"{_bench}-vpt-finetune", benchmark=_bench,
         description=f"{_bench} full fine-tuning as KMnP/vpt tune_*.py: fine-tune lr grid x wd "
                     "grid, lr*bs/256",
         lr_grid=VPT_FINETUNE_LR_GRID, wd_grid=VPT_WD_GRID, lr_scaling="linear256",
-        tolerance=_tol))
+        final_train="train" if _bench == "fgvc" else "trainval",
+        assumed={**_VPT_ASSUMED,
+                 "final_train": _FINAL_FGVC if _bench == "fgvc" else _FINAL_VTAB},
+        tolerance=_tol, measured_by=_VPT_BY))
 register(Protocol(
     id="ade20k-setr-pup", benchmark="ade20k",
     description="ADE20K semantic segmentation as GateVPT Table 3: SETR-PUP defaults, train on "
                 "training, report single- and multi-scale mIoU on validation",
     search_train="train", search_eval="val", final_train="train", report="val",
-    lr_grid=(0.001,), wd_grid=(0.0,), seeds=(0,), tolerance=1.0,
+    lr_grid=(0.001,), wd_grid=(0.0,), seeds=(0,), tolerance=1.0, measured_by=_GATEVPT_BY,
     assumed={"seeds": "the paper reports one number per row and states no seeds; one run",
              "report": "ADE20K has no public test labels: the validation split, as mmseg"}))
 for _bench in ("digits", "synthetic"):
@@ -118,6 +144,12 @@ def optimizer_lr(lr: float, batch_size: int, scaling: str) -> float:
     if scaling == "linear256":
         return lr * batch_size / 256.0
     raise ValueError(f"unknown lr scaling {scaling!r}")
+
+
+#: ``train.precision`` values: protocol (the protocol's, the default) | fp32 (TF32 matmuls
+#: allowed on CUDA, as the official code) | fp32-strict (TF32 off) | bf16 (autocast) | auto (bf16
+#: on CUDA, fp32 on CPU: the fast option)
+PRECISIONS = ("protocol", "fp32", "fp32-strict", "bf16", "auto")
 
 
 def protocol_for(pid: Optional[str]) -> Protocol:

@@ -3,7 +3,8 @@
 Modes:
 * ``pinned`` (default for reproduce): each config under ``papers/<p>/configs/pinned`` is one
   published cell with the paper's own hyper-parameters; it becomes one run per protocol seed,
-  trained on ``final_train`` (VTAB: train800val200, FGVC: train+val), evaluated on ``report``.
+  trained on ``final_train`` (VTAB: train800val200, FGVC: train, as the official train.py),
+  evaluated on ``report``.
 * ``search``: each config under ``configs/search`` spans the protocol's lr x wd grid on
   ``search_train``/``search_eval`` (one seed); ``select`` picks the best pair per config from
   the *val* records only; ``final`` then trains the selected pair with the protocol's seeds.
@@ -14,7 +15,6 @@ re-planning finds the same run directories, skips finished runs and resumes unfi
 from __future__ import annotations
 
 import fnmatch
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def papers_root() -> Path:
     """papers/ of this checkout; REPLICATE_PAPERS points elsewhere (tests, private papers)."""
-    return Path(os.environ.get("REPLICATE_PAPERS") or (REPO / "papers"))
+    from .papers import papers_root as root  # one definition, torch-free (replicate/papers.py)
+    return root()
 
 
 STAGES = ("pinned", "search", "final", "smoke")
@@ -42,6 +43,10 @@ class SelectionIncomplete(RuntimeError):
     """Selection needs every grid run of a config to be finished."""
 
 
+class AllDiverged(SelectionIncomplete):
+    """Every grid run of a config diverged: there is nothing to select."""
+
+
 @dataclass(frozen=True)
 class Selection:
     experiment: str
@@ -51,6 +56,8 @@ class Selection:
     grid_size: int
     #: the paper's own choice for this cell when known (GateVPT Table 5), for the report
     paper_lr: Optional[float] = None
+    #: grid points skipped because their loss turned non-finite ("lr=.. wd=..: why")
+    skipped: Tuple[str, ...] = ()
 
 
 def config_files(paper: str, mode: str, root: Optional[Path] = None,
@@ -75,11 +82,17 @@ def seeds_of(exp: Experiment, proto: Protocol) -> Tuple[int, ...]:
     return tuple(exp.seeds) if exp.seeds else proto.seeds
 
 
+def final_like_experiment(exp: Experiment) -> Experiment:
+    """``exp`` as final/pinned runs train it (``python -m replicate run`` uses it too, so a
+    run started by hand has the planned run's id): final runs evaluate only the reported
+    split, once, at the end (VPT evaluates it every epoch for logging only; the reported
+    number is the last epoch's)."""
+    return exp.replace(**{"train.eval_every": 0})
+
+
 def _final_like(exp: Experiment, proto: Protocol, stage: str, runs_root: str,
                 tags: Optional[dict] = None) -> List[Run]:
-    # final runs evaluate only the reported split, once, at the end (VPT evaluates it every
-    # epoch for logging only; the reported number is the last epoch's)
-    exp = exp.replace(**{"train.eval_every": 0})
+    exp = final_like_experiment(exp)
     return [Run(exp, s, stage, proto.final_train, (proto.report,), runs_root, dict(tags or {}))
             for s in seeds_of(exp, proto)]
 
@@ -109,27 +122,35 @@ def select(exp: Experiment, runs_root: str) -> Selection:
 
     Rule ``last_epoch_val_top1``: the val top-1 after the last epoch (VPT tune_vtab.py);
     ties go to the smaller lr, then the larger wd.  The search runs never evaluate the report
-    split, so the test set cannot leak into the choice.
+    split, so the test set cannot leak into the choice.  Grid runs that diverged (a
+    ``diverged`` record: non-finite loss) are skipped, as the official tune scripts skip runs
+    that raised; unfinished runs block the selection.
     """
     proto = get_protocol(exp.protocol)
     if proto.selection != "last_epoch_val_top1" or proto.tie_break != "smaller_lr":
         raise ValueError(f"selection rule {proto.selection}/{proto.tie_break} not implemented")
     key = f"{proto.search_eval}_top1"
-    scored = []
-    missing = []
+    scored, missing, skipped = [], [], []
     for run in grid_runs(exp, runs_root):
         rec = read_record(run.run_dir)
         if rec is None:
             missing.append(run.run_id)
-            continue
-        scored.append((rec["metrics"][key], -rec["lr"], rec["wd"], rec))
+        elif rec.get("status") == "diverged":
+            why = (rec.get("diverged") or {}).get("reason", "non-finite training loss")
+            skipped.append(f"lr={rec['lr']:g} wd={rec['wd']:g}: {why}")
+        else:
+            scored.append((rec["metrics"][key], -rec["lr"], rec["wd"], rec))
+    n = len(scored) + len(missing) + len(skipped)
     if missing:
-        raise SelectionIncomplete(f"{exp.name}: {len(missing)} of {len(scored) + len(missing)} "
-                                  "grid runs not finished; run the search stage first")
+        raise SelectionIncomplete(f"{exp.name}: {len(missing)} of {n} grid runs not finished; "
+                                  "run the search stage first")
+    if not scored:
+        raise AllDiverged(f"{exp.name}: all {n} grid runs diverged (non-finite loss); nothing "
+                          f"to select: check the data and the grid ({skipped[0]})")
     best = max(scored, key=lambda t: (t[0], t[1], t[2]))
     rec = best[3]
     return Selection(exp.name, rec["lr"], rec["wd"], best[0], len(scored),
-                     paper_lr=_paper_lr(exp))
+                     paper_lr=_paper_lr(exp), skipped=tuple(skipped))
 
 
 def _paper_lr(exp: Experiment) -> Optional[float]:
@@ -155,7 +176,8 @@ def plan_final(exps: Sequence[Experiment], runs_root: str) -> Tuple[List[Run], L
         chosen = e.replace(**{"optim.lr": sel.lr, "optim.weight_decay": sel.wd})
         runs += _final_like(chosen, get_protocol(e.protocol), "final", runs_root,
                             {"config": e.name, "selected_lr": sel.lr, "selected_wd": sel.wd,
-                             "val_top1": sel.val_top1, "paper_lr": sel.paper_lr})
+                             "val_top1": sel.val_top1, "paper_lr": sel.paper_lr,
+                             "skipped_diverged": list(sel.skipped)})
     return runs, pending
 
 

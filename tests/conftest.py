@@ -24,3 +24,33 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _image_cache_root(tmp_path_factory):
+    """Decoded-image cache entries of test data go to a temporary folder, not ~/.cache
+    (replicate/data/cache.py; subprocesses inherit the variable)."""
+    import os
+
+    old = os.environ.get("REPLICATE_CACHE_ROOT")
+    os.environ["REPLICATE_CACHE_ROOT"] = str(tmp_path_factory.mktemp("image_cache"))
+    yield
+    if old is None:
+        os.environ.pop("REPLICATE_CACHE_ROOT", None)
+    else:
+        os.environ["REPLICATE_CACHE_ROOT"] = old
+
+
+@pytest.fixture(scope="session")
+def micro_cache(tmp_path_factory):
+    """The micro pre-trained backbones (replicate/micro), built once per session into a
+    temporary cache (about a minute of CPU); $REPLICATE_TEST_MICRO_CACHE reuses a directory
+    instead (files are keyed by their recipe hash, so a stale one is never picked up)."""
+    import os
+
+    from replicate import micro
+
+    cache = os.environ.get("REPLICATE_TEST_MICRO_CACHE") or str(tmp_path_factory.mktemp("micro"))
+    # MAE and MoCo v3 in two processes of one thread each (the same files as one by one)
+    micro.ensure(cache, log=lambda s: None, jobs=min(2, os.cpu_count() or 1))
+    return cache

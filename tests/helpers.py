@@ -46,7 +46,10 @@ def tiny_names() -> list:
 
 
 def full_names() -> list:
-    return [n for n in backbones.registered() if not backbones.get(n).tiny]
+    """The real (ViT-B/16) backbones: not tiny, not the micro pre-trained SMOKE backbones made
+    locally (replicate/micro; tests/test_learning.py covers those)."""
+    return [n for n in backbones.registered()
+            if not backbones.get(n).tiny and not backbones.get(n).extra.get("micro")]
 
 
 def tiny_name_for_source(source: str) -> str:
@@ -296,3 +299,33 @@ def tiny_experiment(method: str = "gatevpt", backbone: str = TINY_PREFIX + "mae_
 
 def tensors_equal(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------ float comparisons
+def assert_close_to_scale(actual: Tensor, expected: Tensor, rel: float, msg: Optional[str] = None
+                          ) -> None:
+    """``|actual - expected| <= rel * (|expected| + max|expected|)`` elementwise.
+
+    Rounding in a network (reassociated sums, a fused attention kernel, another SIMD width)
+    grows with the magnitude of the values being summed, not with each output element, so
+    an element near 0 gets an error sized to the whole tensor: the absolute floor is ``rel``
+    times the tensor's largest magnitude and the bound holds however the values scale.
+    """
+    scale = expected.detach().abs().max().item() if expected.numel() else 0.0
+    torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale, msg=msg)
+
+
+def tiny_config_text(name: str) -> str:
+    """A config file's text: a linear probe on the random-init micro ViT and synthetic shapes,
+    2 one-step epochs (paper 'demo', smoke): the smallest run the harness accepts."""
+    return f"""
+name = '{name}'
+paper = 'demo'
+smoke = True
+protocol = 'synthetic-smoke'
+backbone = dict(name='vit_micro_patch8_32.mae_test', checkpoint='')
+method = dict(type='linear')
+data = dict(benchmark='synthetic', task='shapes', image_size=32, num_workers=0)
+optim = dict(lr=0.1, batch_size=250, epochs=2, warmup_epochs=0)
+train = dict(max_steps_per_epoch=1)
+"""

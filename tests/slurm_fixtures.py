@@ -2,11 +2,14 @@
 
 ``tests/conftest.py`` imports it (``from tests.slurm_fixtures import *``).
 
-Tests that use it are marked ``@pytest.mark.slurm``.  They are skipped, with the reason, when
-not root or when the Debian packages are absent (``bash slurm/local/start.sh --install`` once,
-or ``REPLICATE_SLURM_INSTALL=1`` to let the fixture install them).  A cluster that was already
-up before the session (e.g. started by CI) is used and left running; one the fixture started
-is stopped at the end of the session.
+Tests that use it are marked ``@pytest.mark.slurm``.  They run only when
+``REPLICATE_SLURM_UP=1`` (``tests/run.sh`` sets it once it started the cluster; by hand:
+``bash slurm/local/start.sh && REPLICATE_SLURM_UP=1 python -m pytest -m slurm tests/``), so a
+plain ``pytest`` never starts daemons on a shared machine.  Otherwise they are skipped, with the
+reason, as they are when not root or when the Debian packages are absent (``bash
+slurm/local/start.sh --install`` once, or ``REPLICATE_SLURM_INSTALL=1`` to let the fixture
+install them).  A cluster that was already up before the session (e.g. started by CI) is used
+and left running; one the fixture started is stopped at the end of the session.
 """
 from __future__ import annotations
 
@@ -48,6 +51,9 @@ def slurm_log_tails(n: int = 30) -> str:
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """Yields the ``local-test`` cluster profile once the cluster answers."""
+    if os.environ.get("REPLICATE_SLURM_UP") != "1":
+        pytest.skip("SLURM tests run with REPLICATE_SLURM_UP=1 (tests/run.sh sets it after "
+                    "starting slurm/local/start.sh)")
     if os.geteuid() != 0:
         pytest.skip("SLURM tests need root (the one-node cluster runs its daemons as root)")
     install = os.environ.get("REPLICATE_SLURM_INSTALL") == "1"

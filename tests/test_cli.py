@@ -45,7 +45,7 @@ def test_run_then_status_and_rerun_is_a_noop(capsys, tmp_path):
     assert main(["run", str(cfg), "--seed", "3", "--runs-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "test_top1" in out
-    recs = list(root.glob("demo/pinned/*/record.json"))
+    recs = list(root.glob("demo/smoke/*/record.json"))  # smoke config: the planned stage
     assert len(recs) == 1
     rec = json.loads(recs[0].read_text())
     assert rec["seed"] == 3 and rec["smoke"] is True

@@ -77,10 +77,12 @@ def test_sup_npz_matches_timms_own_npz_loader(tmp_path):
     theirs = backbones.get(name).build().eval()
     _load_weights(theirs, str(path))
     for k, v in theirs.state_dict().items():
+        # exact: both loaders only transpose/reshape/copy the stored float32 arrays
         torch.testing.assert_close(ours.state_dict()[k], v, rtol=0, atol=0, msg=k)
         torch.testing.assert_close(sd[k], v, rtol=0, atol=0, msg=k)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
+        # exact: the same timm module on bit-identical weights runs the same kernels
         torch.testing.assert_close(ours.forward_features(x), theirs.forward_features(x),
                                    rtol=0, atol=0)
 
@@ -159,7 +161,7 @@ def _corrupted(source: str, sd, heads: int, how: str):
 #: what the message must say, and the offending key under its timm or .npz name
 WORDS = {"missing": ("missing", ("fc2", "Dense_1")),
          "unexpected": ("unexpected", ("extra_scale",)),
-         "shape": ("shape", ("fc1",))}
+         "shape": ("shape", ("fc1", "Dense_0"))}
 
 
 @pytest.mark.parametrize("how", sorted(WORDS))
@@ -225,3 +227,83 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError) as e:
         _load(tiny_name_for_source("mae"), path)
     assert str(path) in str(e.value)
+
+
+# ------------------------------------------------------------------ Google .npz: shapes, names
+NPZ_BLOCK0 = "Transformer/encoderblock_0/"
+NPZ_ATTN0 = NPZ_BLOCK0 + "MultiHeadDotProductAttention_1/"
+
+
+@pytest.mark.parametrize("key,reshape,expected", [
+    ("embedding/kernel", lambda a: a.reshape(8, 8, -1), "(P, P, 3, D)"),   # rank 3: permute
+    (NPZ_ATTN0 + "query/kernel", lambda a: a.reshape(-1), "(D=64, H, hd)"),  # rank 1: flatten(1)
+    (NPZ_ATTN0 + "out/kernel", lambda a: a.reshape(4, -1), "(H=4, hd=16, D=64)"),  # rank 2
+    (NPZ_BLOCK0 + "MlpBlock_3/Dense_0/kernel", lambda a: a[None], "(D=64, M)"),     # rank 3
+    ("cls", lambda a: np.concatenate([a, a], -1), "(1, 1, D=64)"),  # right rank, 2 * D
+])
+def test_npz_array_of_the_wrong_shape_names_file_key_and_both_shapes(key, reshape, expected,
+                                                                       tmp_path):
+    """Each of these used to reach a torch reshape (a raw torch error) or fail later under a
+    timm name; now one CheckpointError names the .npz array, its shape and the layout."""
+    name = tiny_name_for_source("sup_npz")
+    obj = layout_for("sup_npz", random_state_dict(name), num_heads(meta_model(name)))
+    obj[key] = reshape(obj[key])
+    path = write_checkpoint(obj, tmp_path / "bad.npz")
+    with pytest.raises(CheckpointError) as e:
+        _load(name, path)
+    msg = str(e.value)
+    assert str(path) in msg and f"array '{key}' has shape {tuple(obj[key].shape)}" in msg, msg
+    assert f"expected {expected}" in msg, msg
+
+
+def test_npz_with_an_imagenet_1k_head_is_refused(tmp_path):
+    """Google's ImageNet-1k fine-tuned release is also called ViT-B_16.npz: its 1000-class
+    head tells it apart from the 21k pre-training file the registry means."""
+    name = tiny_name_for_source("sup_npz")
+    obj = layout_for("sup_npz", random_state_dict(name), num_heads(meta_model(name)))
+    obj["head/kernel"], obj["head/bias"] = np.zeros((64, 1000), np.float32), np.zeros(1000)
+    path = write_checkpoint(obj, tmp_path / "ViT-B_16.npz")
+    with pytest.raises(CheckpointError, match=r"'head/kernel' has shape \(64, 1000\).*21843"):
+        _load(name, path)
+
+
+def _in21k_like_tiny():
+    """The tiny .npz backbone with the real in21k entry's file names (a ViT-B file is 330 MB)."""
+    import dataclasses
+
+    real = backbones.get("vit_base_patch16_224.orig_in21k")
+    assert real.default_file == "imagenet21k_ViT-B_16.npz" and "ViT-B_16.npz" in real.other_files
+    tiny = backbones.get(tiny_name_for_source("sup_npz"))
+    return dataclasses.replace(tiny, tiny=False, default_file=real.default_file,
+                               other_files=real.other_files, url=real.url)
+
+
+def test_the_downloads_own_npz_name_is_accepted(tmp_path, monkeypatch):
+    entry = _in21k_like_tiny()
+    sd = random_state_dict(entry.name, seed=4)
+    downloaded = write_checkpoint(layout_for("sup_npz", sd, num_heads(meta_model(entry.name))),
+                                  tmp_path / "ViT-B_16.npz")
+    monkeypatch.setenv("CKPT_ROOT", str(tmp_path))
+    assert backbones.resolve_checkpoint(entry, None) == str(downloaded)  # via CKPT_ROOT
+    given = "${CKPT_ROOT}/imagenet21k_ViT-B_16.npz"                     # or an explicit path
+    assert backbones.resolve_checkpoint(entry, given) == str(downloaded)
+    model = entry.build()
+    converters.load_into(model, backbones.resolve_checkpoint(entry, None), entry)
+    assert tensors_equal(model.state_dict(), sd)
+    # the registry's own name wins when both exist; other paths are taken as given
+    (tmp_path / "imagenet21k_ViT-B_16.npz").write_bytes(downloaded.read_bytes())
+    assert backbones.resolve_checkpoint(entry, None) == str(tmp_path / "imagenet21k_ViT-B_16.npz")
+    assert backbones.resolve_checkpoint(entry, str(tmp_path / "x.npz")) == str(tmp_path / "x.npz")
+
+
+def test_missing_npz_message_says_where_to_get_it_and_how_to_rename(tmp_path, monkeypatch):
+    monkeypatch.setenv("CKPT_ROOT", str(tmp_path))
+    name = "vit_base_patch16_224.orig_in21k"
+    entry = backbones.get(name)
+    path = backbones.resolve_checkpoint(entry, None)
+    assert path == str(tmp_path / "imagenet21k_ViT-B_16.npz")
+    with pytest.raises(CheckpointError) as e:
+        converters.load_into(meta_model(name), path, entry)
+    msg = str(e.value)
+    assert f"checkpoint not found: {path}" in msg and entry.url in msg, msg
+    assert f"mv {tmp_path / 'ViT-B_16.npz'} {path}" in msg, msg

@@ -60,7 +60,7 @@ def test_shared_split_files_match_pins(task):
 
 @needs_shared
 def test_shared_counts_are_vpt_table_8():
-    # notes/vpt_protocol.md §1.4 (GIFT copy = VPT's splits, except Stanford Cars)
+    # docs/data.md, FGVC table (the gift copy states it has VPT's splits, except Stanford Cars)
     want = {"cub": (5394, 600, 5794), "nabirds": (21536, 2393, 24633),
             "flowers": (1020, 1020, 6149), "dogs": (10800, 1200, 8580),
             "cars": (7329, 815, 8041)}
@@ -104,7 +104,7 @@ def test_fake_layout_split_rule(fake_root, task):
         and not (keys["val"] & keys["test"])
     x, y = s.dataset[0]
     assert x.dtype == torch.uint8 and x.shape == (3, S, S) and 0 <= y < k
-    # the image root is the dataset's own (notes §1.3)
+    # the image root is the dataset's own (docs/data.md, FGVC table)
     root = fgvc.DATASETS[task]
     assert all(str(p).startswith(str(fake_root / root.folder / root.image_root))
                for p in s.dataset.paths)
@@ -133,12 +133,14 @@ def test_in_memory_and_streaming_give_identical_tensors(fake_root):
     assert torch.equal(torch.cat(xs), mem.images) and torch.equal(torch.cat(ys), mem.labels)
 
 
-def test_in_memory_training_split_streams_with_a_warning(fake_root):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+def test_in_memory_training_split_is_held_on_the_device(fake_root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # data.in_memory is honoured for training splits too
+        warnings.simplefilter("ignore", DataWarning)  # (fake split files are not the pinned ones)
         s = load(spec(fake_root, "dogs", in_memory=True), "train", train=True)
-    assert not s.in_memory
-    assert any("in_memory is ignored" in str(w.message) for w in caught)
+        plain = load(spec(fake_root, "dogs"), "train", train=True)
+    assert not s.in_memory and s.source.train  # crops are cut per batch from the cache
+    assert s.source.resident and not plain.source.resident
 
 
 # --------------------------------------------------------------------------- transforms
@@ -245,15 +247,13 @@ def test_overlapping_splits_and_wrong_class_count(flowers_copy):
 def test_missing_empty_and_corrupted_images(flowers_copy):
     s = quiet_load(spec(flowers_copy, "flowers"), "test", train=False)
     empty, broken, gone = (Path(p) for p in s.dataset.paths[:3])
-    empty.write_bytes(b"")
+    empty.write_bytes(b"")  # the cache notices the change and decodes again: errors at load
     with pytest.raises(DataError, match=rf"image '{empty}' is empty"):
-        s.dataset[0]
+        quiet_load(spec(flowers_copy, "flowers"), "test", train=False)
+    shutil.copyfile(gone, empty)
     broken.write_bytes(broken.read_bytes()[:40])  # truncated JPEG
     with pytest.raises(DataError, match=rf"image '{broken}' cannot be decoded"):
-        s.dataset[1]
-    loader = torch.utils.data.DataLoader(s.dataset, batch_size=4, num_workers=0)
-    with pytest.raises(DataError, match=str(empty)):
-        next(iter(loader))
+        quiet_load(spec(flowers_copy, "flowers", num_workers=2), "test", train=False)
     gone.unlink()
     with pytest.raises(DataError, match=rf"(?s)1 of 102 image files are missing.*{gone}"):
         quiet_load(spec(flowers_copy, "flowers"), "test", train=False)

@@ -3,6 +3,7 @@ resize, the lossless export -> reader round trip and the NOAH reader on fake cop
 images in the real layouts, protocol counts), in-memory vs streaming, and bad input."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -142,7 +143,8 @@ def test_tf1_resize_legacy_sampling():
     same = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
     assert torch.equal(T.to_uint8(T.tf1_resize_bilinear(same, (5, 7))), same)
     rect = T.tf1_resize_bilinear(torch.arange(6.0).view(1, 2, 3), (2, 6))[0]
-    assert torch.allclose(rect[0], torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.0]))
+    # exact: the TF1 scale 3/6 = 0.5 makes every sample position and weight dyadic in float32
+    assert torch.equal(rect[0], torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.0]))
 
 
 # --------------------------------------------------------------------------- export + reader
@@ -166,14 +168,19 @@ def test_export_reader_round_trip(rep_root):
     assert lines[0].startswith("images/validation/0000000.png ")
 
 
-def test_in_memory_and_streaming_give_identical_tensors(rep_root):
-    mem = load(spec(rep_root, in_memory=True), "test", train=False)
-    stream = load(spec(rep_root, num_workers=1), "test", train=False)
-    assert mem.in_memory and not stream.in_memory
-    loader = torch.utils.data.DataLoader(stream.dataset, batch_size=128, num_workers=1)
-    xs, ys = zip(*loader)
-    assert torch.equal(torch.cat(xs), mem.images)
-    assert torch.equal(torch.cat(ys), mem.labels)
+def test_test_split_resized_per_batch_equals_the_cpu_reference(rep_root):
+    # the test split is cut per batch from the source-resolution cache; the 1,000-image splits
+    # and the CPU reference (decode + resize per image) give the same tensors
+    from replicate.data.vtab import load_resized
+    for in_memory in (False, True):
+        s = load(spec(rep_root, in_memory=in_memory, num_workers=1), "test", train=False)
+        assert not s.in_memory and s.source.resident == in_memory
+        loader = torch.utils.data.DataLoader(s.dataset, batch_size=128, num_workers=1)
+        xs, ys = zip(*loader)
+        ref = load_resized(s.dataset.paths, S)
+        assert torch.equal(torch.cat(xs), ref)
+        assert torch.equal(s.source.all(), ref)
+        assert torch.equal(torch.cat(ys), s.labels if s.labels is not None else s.source.labels)
 
 
 def test_noah_reader_warns_and_reads(noah_root):
@@ -246,9 +253,8 @@ def test_missing_empty_and_corrupted_images(rep_copy):
         load(spec(rep_copy), "train", train=True)
     first_test = d / (d / "test.txt").read_text().split()[0]
     first_test.write_bytes(b"not an image")
-    stream = load(spec(rep_copy), "test", train=False)  # streams: the error comes on access
-    with pytest.raises(DataError, match=str(first_test)):
-        stream.dataset[0]
+    with pytest.raises(DataError, match=str(first_test)):  # decoded into the cache at load
+        load(spec(rep_copy), "test", train=False)
 
 
 def test_export_rejects_out_of_range_labels(tmp_path):
@@ -263,6 +269,40 @@ def test_export_rejects_out_of_range_labels(tmp_path):
     with pytest.raises(DataError, match=r"clevr_dist train:0: derived label 6 outside 0..5"):
         export_examples(V.TASKS[task], tmp_path, fakes.fake_sizes(task), bad_source, {},
                         log=lambda s: None)
+    assert not (tmp_path / task / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("task,feature,bad,want", [
+    ("clevr_dist", "pixel_coords", np.array([[1.0, 2.0, 9.0], [3.0, 4.0, -0.5]], np.float32),
+     r"closest object depth \(min of objects/pixel_coords\[:, 2\]\) is -0.5, not above the "
+     r"first threshold 0 of \[0.0, 8.0"),
+    ("clevr_dist", "pixel_coords", np.array([[1.0, 2.0, 0.0]], np.float32),
+     r"closest object depth .* is 0, not above"),       # 0 is not > 0: no bin either
+    ("kitti_dist", "location", np.array([[1.0, 1.0, -100.0]], np.float32),
+     r"closest vehicle depth \(min of objects/location\[:, 2\]\) is -100, not above the "
+     r"first threshold -100"),
+])
+def test_depth_below_the_first_bin_is_a_data_error_naming_task_and_example(
+        tmp_path, task, feature, bad, want):
+    """VTAB's bins start above 0 (CLEVR) and -100 (KITTI): a depth at or below has no label."""
+    from replicate.data.vtab_export import export_examples
+
+    def with_bad(split, start, stop):
+        for i in range(start, stop):
+            ex = fakes.fake_vtab_example(task, split, i)
+            if i == start + 2:  # the third example of each slice; the first slice fails first
+                ex["objects"][feature] = bad
+                if task == "kitti_dist":
+                    ex["objects"]["type"] = np.array([0])  # a car
+            yield ex
+    with pytest.raises(DataError, match=want):  # the label rule itself
+        V.TASKS[task].label({"objects": {"pixel_coords": bad, "location": bad,
+                                         "type": np.array([0])}})
+    with pytest.raises(DataError) as e:  # through the exporter: task and example index
+        export_examples(V.TASKS[task], tmp_path, fakes.fake_sizes(task), with_bad, {},
+                        log=lambda s: None)
+    first_split = V.TASKS[task].tfds_splits(fakes.fake_sizes(task))["train800"].split("[")[0]
+    assert re.match(f"{task} {first_split}:2: {want}", str(e.value)), str(e.value)
     assert not (tmp_path / task / "manifest.json").exists()
 
 

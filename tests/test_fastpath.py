@@ -22,7 +22,7 @@ from replicate import backbones, data, methods
 from replicate.engine import Run, execute
 from replicate.engine import train as engine_train
 from replicate.engine.packed import execute_packed
-from tests.helpers import TINY_PREFIX, method_options, tiny_experiment
+from tests.helpers import TINY_PREFIX, assert_close_to_scale, method_options, tiny_experiment
 
 quiet = lambda msg: None  # noqa: E731
 SLOW = os.environ.get("REPLICATE_SLOW_TESTS") == "1"
@@ -66,9 +66,12 @@ def test_sdpa_equals_eager_attention(method, backbone):
         logits = m(x)
         F.cross_entropy(logits, y).backward()
         grads.append((logits.detach(), [p.grad.clone() for p in m.trainable_parameters()]))
-    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-5)
+    # float32, fused vs eager softmax(qk)v: reassociation, measured 4e-7 of the logits' scale
+    assert_close_to_scale(grads[0][0], grads[1][0], rel=1e-5)
     for a, b in zip(grads[0][1], grads[1][1]):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        # gradients sum over the batch with cancellation: measured up to 4e-6 of a tensor's
+        # scale; a temperature or mask the fused path drops changes them by >1e-2
+        assert_close_to_scale(a, b, rel=1e-4)
 
 
 def test_attention_switch_reaches_the_blocks(monkeypatch):
@@ -94,7 +97,9 @@ def test_bf16_autocast_stays_close_to_fp32(method, backbone):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = m(x)
     assert not torch.equal(ref, low.float()), "autocast had no effect"
-    torch.testing.assert_close(low.float(), ref, atol=0.25, rtol=0.0)
+    # bf16 rounds every matmul input/output to 8 bits (2^-9 relative): measured 0.7-1.8% of
+    # the logits' scale; an op that loses its float32 upcast or scale is off by O(100%)
+    assert_close_to_scale(low.float(), ref, rel=0.05)
     agree = (low.argmax(1) == ref.argmax(1)).float().mean().item()
     assert agree >= 0.9, f"bf16 changed the top-1 of {100 * (1 - agree):.0f}% of the samples"
 
@@ -151,10 +156,13 @@ def test_compile_changes_nothing():
     assert torch.backends.cuda.flash_sdp_enabled()  # the guard restored the fused kernel
     for (n, a), (_, b) in zip(eager.trainable_state_dict().items(),
                               comp.trainable_state_dict().items()):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=n)
+        # float32, inductor fuses reductions (reassociation ~1e-7) and 2 momentum steps carry
+        # gradient differences of ~1e-6 of the scale into the weights; another dropout mask
+        # changes the update itself, not its last bits
+        assert_close_to_scale(a, b, rel=1e-4, msg=n)
     eager.eval(), comp.eval()
     with torch.no_grad():
-        torch.testing.assert_close(fwd(x), eager(x), atol=1e-5, rtol=1e-5)
+        assert_close_to_scale(fwd(x), eager(x), rel=1e-4)  # as above
 
 
 # ------------------------------------------------------------------ host syncs
@@ -300,9 +308,12 @@ def test_benchmark_csv_feeds_the_plan_estimate(tmp_path, monkeypatch):
     assert float(by["reference"]["speedup_vs_reference"]) == 1.0
     assert float(by["fast"]["gflop_per_image"]) > 0  # counted, not typed in
     assert by["packed2"]["configs"] == "2" and by["reference"]["attention"] == "eager"
+    assert int(by["fast"]["backward_nodes"]) > 0 and float(by["fast"]["backward_gb"]) > 0
+    assert float(by["fast"]["saved_gib"]) > 0  # autograd traffic, counted on the meta device
     monkeypatch.setattr(estimate, "REPO", tmp_path)
-    table = estimate.measured_throughput("cpu")
-    assert table == {("vpt_shallow", "micro"): float(by["fast"]["images_per_s"])}
+    rates = estimate.measured_rates("cpu")  # the fast row's model FLOP/s
+    assert rates == {("vpt_shallow", "micro", "fp32"): float(by["fast"]["tflops"]) * 1e12}
     run = Run(tiny_experiment("vpt_shallow"), 0, "search", "train", ("val",), str(tmp_path))
-    hours, measured = estimate.run_hours(run, table)
-    assert measured and hours > 0
+    est = estimate.estimate([run], "cpu")
+    assert est.sources == ["results/bench/cpu.csv (fp32)"]
+    assert est.compute_s == pytest.approx(est.flops / rates[("vpt_shallow", "micro", "fp32")])

@@ -1,8 +1,8 @@
 """Cached features for the linear probe (train.cache_features, replicate/engine/features.py).
 
-The cached path must give the normal path's run (tolerance: 1e-5 on losses and head weights,
-identical top-1) while running the frozen backbone once per image instead of once per image
-and epoch.  Tiny backbone, synthetic in-memory data (CPU, seconds)."""
+The cached path must give the normal path's run (tolerance: 1e-5 of the scale of losses and
+head weights, identical top-1) while running the frozen backbone once per image instead of once
+per image and epoch.  Tiny backbone, synthetic in-memory data (CPU, seconds)."""
 from __future__ import annotations
 
 import pytest
@@ -12,9 +12,12 @@ from replicate import backbones, data
 from replicate.backbones.vit import TimmViTAdapter
 from replicate.engine import Run, execute
 from replicate.engine.features import not_applicable
-from tests.helpers import tiny_experiment
+from tests.helpers import assert_close_to_scale, tiny_experiment
 
-ATOL = 1e-5
+#: float32: the frozen forward may run in other batch shapes, ~1e-7 relative per feature
+#: (0 measured), a few times that after 4 epochs of a linear probe; features of the wrong
+#: image or augmentation change the losses in their first digits
+REL = 1e-5
 quiet = lambda msg: None  # noqa: E731
 
 
@@ -52,15 +55,15 @@ def test_cached_features_give_the_same_run_with_one_backbone_pass(tmp_path, bloc
     for split in ("val", "test"):
         assert cached["metrics"][f"{split}_top1"] == normal["metrics"][f"{split}_top1"]
         assert cached["metrics"][f"{split}_loss"] == pytest.approx(
-            normal["metrics"][f"{split}_loss"], abs=ATOL)
+            normal["metrics"][f"{split}_loss"], rel=REL)  # see REL
     assert [h["train_loss"] for h in cached["history"]] == pytest.approx(
-        [h["train_loss"] for h in normal["history"]], abs=ATOL)
+        [h["train_loss"] for h in normal["history"]], rel=REL)  # see REL
     assert [h["val_top1"] for h in cached["history"]] == [h["val_top1"] for h in normal["history"]]
     wa = torch.load(normal_run.run_dir / "last.ckpt")["model"]
     wb = torch.load(cached_run.run_dir / "last.ckpt")["model"]
     assert set(wa) == set(wb) == {"method.head.weight", "method.head.bias"}
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], atol=ATOL, rtol=0)
+        assert_close_to_scale(wa[k], wb[k], rel=REL)  # see REL
     # the head really trained (a run that never stepped would also "match")
     assert normal["history"][0]["train_loss"] != normal["history"][-1]["train_loss"]
 

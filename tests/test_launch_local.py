@@ -44,7 +44,8 @@ def test_local_executor_trains_runs_without_slurm(tmp_path):
     assert len(jobs) == 1  # no profile: one local process trains the runs in order
     assert isinstance(jobs[0], submitit.local.local.LocalJob)
     out = launch.wait(jobs, poll_s=0.5, timeout_s=300)
-    assert out == [{"job_id": jobs[0].job_id, "state": "DONE", "error": None}], out
+    assert out == [{"job_id": jobs[0].job_id, "state": "DONE", "error": None,
+                    "traceback": None}], out
     records = jobs[0].result()
     assert [r["seed"] for r in records] == [0, 1]
     for r in runs:

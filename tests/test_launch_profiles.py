@@ -134,10 +134,13 @@ def test_job_states_without_slurm_reads_run_directories(tmp_path, monkeypatch):
     dirs = {name: tmp_path / "runs" / name for name in ("ok", "bad", "begun", "old")}
     for d in dirs.values():
         d.mkdir(parents=True)
-    (dirs["ok"] / "record.json").write_text("{}")
+    (dirs["ok"] / "record.json").write_text('{"status": "done", "metrics": {}}')
     (dirs["bad"] / "failed.json").write_text(json.dumps(
         {"error": "ValueError: boom", "traceback": "Traceback ...\nValueError: boom"}))
-    (dirs["begun"] / "last.ckpt").write_bytes(b"")
+    import torch
+
+    torch.save({"epoch": 2, "model": {}, "optimizer": {}, "history": []},
+               dirs["begun"] / "last.ckpt")  # epochs 1-3 saved
 
     def entry(job_runs):
         return {"time": "t", "kind": "slurm", "job_name": "x", "profile": "p", "code_dir": None,
@@ -155,6 +158,10 @@ def test_job_states_without_slurm_reads_run_directories(tmp_path, monkeypatch):
         "ok": ("7_0", "DONE"), "bad": ("7_1", "FAILED"), "begun": ("9_0", "INTERRUPTED"),
         "old": ("9_1", "UNKNOWN")}  # the latest submission of a run wins
     assert rows["bad"]["error"] == "ValueError: boom" and "Traceback" in rows["bad"]["traceback"]
+    # a run whose job is gone says where it resumes
+    assert rows["begun"]["error"].endswith("resumable from epoch 3: re-submit the stage")
+    assert rows["old"]["error"].endswith("no epoch saved yet: re-submit the stage to start it "
+                                         "again")
     assert all(r["scheduler_state"] == "UNKNOWN" for r in rows.values())
     (logs / "manifest.jsonl").write_text('{"truncated\n')
     with pytest.raises(LaunchError, match=r"manifest.jsonl:1: not a JSON line"):

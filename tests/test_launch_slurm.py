@@ -1,9 +1,12 @@
 """The launcher on a real one-node SLURM cluster (slurm/local/start.sh): arrays, preemption with
-requeue and resume, failures, code snapshots.  Needs root; see tests/slurm_fixtures.py."""
+requeue and resume (on a cluster where jobs are not requeueable by default), a USR2 at the
+first instant of an allocation, failures, code snapshots.  Needs root and REPLICATE_SLURM_UP=1;
+see tests/slurm_fixtures.py."""
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,9 +69,16 @@ def test_array_of_runs_completes_and_writes_records(slurm_cluster, tmp_path):
 
 
 def test_interrupted_job_requeues_and_resumes_to_equal_metrics(slurm_cluster, tmp_path):
+    """On a cluster with JobRequeue=0 (slurm/local/start.sh, like many sites) the requeue works
+    because the launcher submits with --requeue."""
+    conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    assert any(ln.split() == ["JobRequeue", "=", "0"] for ln in conf.splitlines()), \
+        "the test cluster should not requeue jobs by default"
     ref = tiny_run(tmp_path / "ref", epochs=12)
     intr = tiny_run(tmp_path / "intr", epochs=12)  # same run (seed, config), other directory
     jobs = launch.submit_runs([ref, intr], "slurm", slurm_cluster, tmp_path / "logs")
+    script = next((tmp_path / "logs" / "jobs").rglob("*_submission.sh")).read_text()
+    assert "#SBATCH --requeue" in script.splitlines()
     log = intr.run_dir / "log.txt"
     _wait_for_text(log, "epoch 3/12")
     jobs[1]._interrupt()  # preemption: SIGTERM, then USR2 -> checkpoint() -> requeue
@@ -79,7 +89,8 @@ def test_interrupted_job_requeues_and_resumes_to_equal_metrics(slurm_cluster, tm
     resumed_at = int(text.split("resumed from")[1].split(" at epoch ")[1].split("/")[0])
     assert 3 <= resumed_at < 12  # it really stopped mid-training
     stdout = Path(launch.job_states(tmp_path / "logs")[1]["log"]).read_text()
-    assert "stopped cleanly; requeueing" in stdout and stdout.count("run(s) on") == 2
+    assert "stopped cleanly at an epoch boundary" in stdout and stdout.count("run(s) on") == 2
+    assert f"requeued job {jobs[1].job_id} (SLURM accepted it)" in stdout
     a = json.loads((ref.run_dir / "record.json").read_text())
     b = json.loads((intr.run_dir / "record.json").read_text())
     assert b["metrics"] == a["metrics"]
@@ -92,7 +103,8 @@ def test_failing_job_leaves_failed_json_and_status_reports_it(slurm_cluster, tmp
     jobs = launch.submit_runs([bad], "slurm", slurm_cluster, logs)
     (out,) = _wait(jobs)
     assert out["state"] == "FAILED" and "/nonexistent/backbone.pth" in out["error"]
-    assert "Traceback" in out["error"]  # FailedJobError carries the remote traceback
+    assert "\n" not in out["error"]  # the run's own error, one line
+    assert "Traceback" in out["traceback"]  # FailedJobError carries the remote traceback
     failed = json.loads((bad.run_dir / "failed.json").read_text())
     assert "/nonexistent/backbone.pth" in failed["traceback"]
     t0 = time.time()
@@ -120,3 +132,39 @@ def test_slurm_job_imports_the_snapshot_not_the_edited_working_copy(slurm_cluste
         [sys.executable, "-c", "import probe_pkg as p; print(p.VALUE, p.__file__)"]))
     value, where = job.result().split()
     assert value == "v1" and where.startswith(str(snap))
+
+
+def _job_python(folder: Path, timeout: float = 60) -> int:
+    """The pid of a job's python as soon as it exists: ``python -u -c <submitit's entry>
+    <folder>`` (executors.blocked_python; the stages ``sh -c`` and ``python -S -c`` come first
+    under the same pid)."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if str(folder).encode() in b" ".join(argv) and argv[1:3] == [b"-u", b"-c"]:
+                return int(pid)
+        time.sleep(0.002)
+    pytest.fail(f"no job python for {folder} after {timeout:.0f} s\n" + slurm_log_tails())
+
+
+def test_usr2_at_the_first_instant_of_an_allocation_requeues(slurm_cluster, tmp_path):
+    """A time-limit/preemption USR2 sent before submitit installed its handler (~0.3 s into
+    the job's python) used to kill the job ("task 0 died by signal: 12"); now it waits blocked
+    until the handler is in place, then checkpoints and requeues."""
+    run = tiny_run(tmp_path / "runs", epochs=3)
+    logs = tmp_path / "logs"
+    (job,) = launch.submit_runs([run], "slurm", slurm_cluster, logs)
+    _job_python(logs / "jobs")
+    subprocess.run(["scancel", "--signal=USR2", job.job_id], check=True, timeout=30)
+    (out,) = _wait([job])
+    assert out["state"] == "DONE", out
+    stdout = Path(launch.job_states(logs)[0]["log"]).read_text()
+    assert f"requeued job {job.job_id} (SLURM accepted it)" in stdout, stdout
+    # it came before any training: pending while python started, handled at the unblock
+    assert stdout.index("requeued job") < stdout.index("run(s) on"), stdout
+    assert json.loads((run.run_dir / "record.json").read_text())["metrics"]["test_n"] > 0

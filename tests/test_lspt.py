@@ -17,6 +17,7 @@ from replicate import data as rdata
 from replicate import methods as rmethods
 from replicate.methods import GateVPT, LSPT, PromptedModel, make_options
 from replicate.methods.lspt import lstm_param_count
+from tests.helpers import assert_close_to_scale
 
 TINY = [n for n in backbones.registered() if backbones.get(n).tiny]
 # full-size entries built without weights, one per distinct architecture + adapter (entries
@@ -79,7 +80,7 @@ def test_both_modules_off_equals_gatevpt(name):
         # and the modules on change the logits (the test above can fail)
         full = build(a, LSPT, pool)
         full.method.load_state_dict(gate.method.state_dict(), strict=False)
-        assert not torch.allclose(full(x), gate(x))
+        assert not torch.allclose(full(x), gate(x))  # measured: >10% of the scale apart
 
 
 def test_spatial_with_zero_scale_equals_gatevpt():
@@ -92,9 +93,11 @@ def test_spatial_with_zero_scale_equals_gatevpt():
         c.method.load_state_dict(gate.method.state_dict(), strict=False)
         x = images_for(a)
         with torch.no_grad():
-            assert torch.allclose(c(x), gate(x), atol=1e-6)
+            # s = 0 adds exact zeros to the same ops (0 measured): 1e-6 of the scale (~8 float32
+            # eps) forgives only another kernel's rounding
+            assert_close_to_scale(c(x), gate(x), rel=1e-6)
             c.method.spatial_scale.fill_(1.0)
-            assert not torch.allclose(c(x), gate(x), atol=1e-4)
+            assert not torch.allclose(c(x), gate(x), atol=1e-4)  # measured: 8% of the scale apart
 
 
 # ------------------------------------------------------------------ LSTM: per block, shared, reset
@@ -174,19 +177,20 @@ def test_spatial_mean_excludes_cls_and_prompts():
     x = torch.randn(2, 1 + P + N, D)
     base = m.spatial_mean(x)
     assert base.shape == (2, 1, D)
-    assert torch.allclose(base, x[:, 1 + P:].mean(1, keepdim=True))
+    # float32 mean over the same tokens, perhaps summed in another order: a few ulp of the scale
+    assert_close_to_scale(base, x[:, 1 + P:].mean(1, keepdim=True), rel=1e-6)
     for idx in [0] + list(range(1, 1 + P)):  # CLS, then every prompt
         y = x.clone()
         y[:, idx] += 100.0
         assert torch.equal(m.spatial_mean(y), base)
     y = x.clone()
     y[:, 1 + P + N // 2] += 100.0
-    assert not torch.allclose(m.spatial_mean(y), base)
+    assert not torch.allclose(m.spatial_mean(y), base)  # moves by 100 / N, far above rounding
     # the other token sets do include them
     m_all = build(a, LSPT, spatial_tokens="all").method
     y = x.clone()
     y[:, 1] += 100.0
-    assert not torch.allclose(m_all.spatial_mean(y), m_all.spatial_mean(x))
+    assert not torch.allclose(m_all.spatial_mean(y), m_all.spatial_mean(x))  # as above
 
 
 def test_spatial_mean_is_what_the_forward_adds(monkeypatch):
@@ -195,7 +199,8 @@ def test_spatial_mean_is_what_the_forward_adds(monkeypatch):
     m = build(a, LSPT, lstm=False)
     seen = []
     orig = m.method.spatial_mean
-    monkeypatch.setattr(m.method, "spatial_mean", lambda x: seen.append(x) or orig(x))
+    monkeypatch.setattr(m.method, "spatial_mean",
+                        lambda x, *parts: seen.append(x) or orig(x, *parts))
     with torch.no_grad():
         m(images_for(a))
     assert len(seen) == a.num_blocks - 1
@@ -385,6 +390,8 @@ def test_param_matched_ratio_matches_reviewer(bench, bk):
     prompts = {t: e.method.options["num_prompts"] for t, e in cells.items()}
     classes = {t: rdata.num_classes(e.data) for t, e in cells.items()}
     b = MC.budget(prompts, classes, hidden.pop())
+    # an integer hidden size cannot hit the ratio exactly; 0.2 of 4-5x (<5%) still rejects a
+    # hidden size that is off by a quarter or more
     assert abs(b["ratio"] - MC.PARAM_RATIO[bench]) < 0.2, b
 
 
@@ -396,3 +403,18 @@ def test_budget_formula_matches_built_models():
         g = build(a, GateVPT)
         assert g.num_trainable() == MC.gatevpt_param_count(D, L, P, NUM_CLASSES)
         assert m.num_trainable() - g.num_trainable() == lstm_param_count(D, hidden)
+
+
+@pytest.mark.parametrize("name", ["mae_lspt.py", "mocov3_lspt.py"])
+def test_ade20k_cells_are_not_attributed_to_a_gatevpt_table(name):
+    """The LSPT ADE20K configs inherit GateVPT's Table 3 cell; no LSPT ADE20K table is known, so
+    each overrides ``cell.table`` (read statically: resolving needs mmseg, test_seg.py does it)."""
+    import ast
+
+    tree = ast.parse((PAPER / "configs" / "ade20k" / name).read_text())
+    top = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+           for t in node.targets if isinstance(t, ast.Name)}
+    assert ast.literal_eval(top["paper"]) == "lspt"
+    cell = {kw.arg: ast.literal_eval(kw.value) for kw in top["cell"].keywords}
+    assert cell["method"] == "lspt" and "table" in cell
+    assert "Table" not in cell["table"] and "unavailable" in cell["table"]

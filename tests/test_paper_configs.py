@@ -58,7 +58,8 @@ def test_plan_counts(tmp_path):
     exps = sweep.load_experiments(files)
     runs = sweep.plan_pinned(exps, str(tmp_path))
     assert len(exps) == 10 and len(runs) == 50  # 5 datasets x 2 backbones x 5 seeds
-    assert {r.train_split for r in runs} == {"trainval"}
+    # official train.py merges train+val only for vtab- datasets: FGVC final runs read train
+    assert {r.train_split for r in runs} == {"train"}
     assert {r.eval_splits for r in runs} == {("test",)}
 
 

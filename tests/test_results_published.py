@@ -87,7 +87,8 @@ def test_consistency_check_flags_a_wrong_printed_mean(tmp_path):
                 ("10", "20", "30", "40", "50", "30.01"))]
     checks = check_published(load_published(_write(tmp_path, HEADER, *rows)))
     assert len(checks) == 1
-    # printed with 2 decimals: allowed slack 0.005; 30.01 - 30 is outside it
+    # printed with 2 decimals: allowed slack 0.005; 30.01 - 30 is outside it (approx: float64
+    # 30.00 - 30.01 is -0.01 up to binary rounding, 1e-13 relative)
     assert not checks.iloc[0]["ok"] and checks.iloc[0]["diff"] == pytest.approx(-0.01)
     rows[-1] = rows[-1].replace("30.01", "30.00")
     assert check_published(load_published(_write(tmp_path, HEADER, *rows))).iloc[0]["ok"]

@@ -67,7 +67,8 @@ LSPT_METHOD = dict(
     coupling="gate_then_lstm", lstm_output="replace")
 LSPT_ASSUMED = {
     "method.gate": _WHY + "variant A keeps GateVPT's scalar gates (reviewer 3: LSPT's Eqs. 1-3 "
-                   "= GaPT's Eqs. 4-5; Fig. 2 draws LPC on top of CSPC)",
+                   "= GaPT's Eqs. 4-5; on Fig. 2: 'LPC serves as an incremental "
+                   "enhancement to CSPC', read as LPC on top of the gated prompts [inferred])",
     "method.learn_temp": _WHY + "GateVPT's learnable attention temperatures kept (not mentioned "
                          "by any LSPT source)",
     "method.spatial": _WHY + "spatial prompt coding on (reviewers 1, 2, 4 describe it)",
@@ -85,7 +86,8 @@ LSPT_ASSUMED = {
     "method.coded_blocks": _WHY + "spatial coding and LSTM after the blocks GateVPT gates "
                            "(1..11); block 12's output feeds the head",
     "method.coupling": _WHY + "variant A: the gated (+ spatial) prompts are the LSTM input and h "
-                       "is the next block's prompts (note lspt.md section 3)",
+                       "is the next block's prompts (papers/lspt/README.md, 'The forward pass "
+                       "as implemented')",
     "method.lstm_output": _WHY + "next prompts = h (projected when H != D), no residual",
     "method.num_prompts": _WHY + "LSPT's prompt count is unknown; GateVPT's Table 5 value for "
                           "this cell is inherited (reviewer 2 asks LSPT to use fewer prompts, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 import torch.nn as nn
 
@@ -17,7 +17,7 @@ from ..registry import Registry
 from .vit import TimmViTAdapter, ViTAdapter
 
 __all__ = ["BackboneEntry", "register", "registered", "get", "create", "ViTAdapter",
-           "TimmViTAdapter", "resolve_checkpoint"]
+           "TimmViTAdapter", "resolve_checkpoint", "checkpoint_in"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class BackboneEntry:
     tiny: bool = False
     #: free-text provenance shown by ``python -m replicate backbones``
     note: str = ""
+    #: other names of the same file, accepted in place of ``default_file`` (e.g. the name
+    #: its URL downloads as, when the registry's name is the one the papers' code uses)
+    other_files: Tuple[str, ...] = ()
     #: input normalisation (mean, std) the protocol applies
     mean: tuple = (0.485, 0.456, 0.406)
     std: tuple = (0.229, 0.224, 0.225)
@@ -54,8 +57,20 @@ registered = _REGISTRY.names
 get = _REGISTRY.get
 
 
+def checkpoint_in(folder: str, entry: BackboneEntry) -> str:
+    """``folder/default_file``; when that is absent, the first of ``entry.other_files``
+    present in ``folder`` (so ``ViT-B_16.npz`` loads as downloaded, without a rename)."""
+    want = os.path.join(folder, entry.default_file)
+    if not os.path.isfile(want):
+        for name in entry.other_files:
+            if os.path.isfile(os.path.join(folder, name)):
+                return os.path.join(folder, name)
+    return want
+
+
 def resolve_checkpoint(entry: BackboneEntry, checkpoint: Optional[str]) -> Optional[str]:
-    """The checkpoint path to load, or None for random init ('' on a tiny backbone)."""
+    """The checkpoint path to load, or None for random init ('' on a tiny backbone).  A path
+    ending in ``default_file`` that does not exist also accepts ``other_files`` beside it."""
     from ..config import ConfigError, expand_path
 
     if checkpoint == "":
@@ -66,13 +81,19 @@ def resolve_checkpoint(entry: BackboneEntry, checkpoint: Optional[str]) -> Optio
     if checkpoint is None:
         if entry.tiny:
             return None
+        if entry.extra.get("micro"):  # micro pre-trained backbones live in their cache
+            from ..micro import cached_checkpoint
+            return cached_checkpoint(entry.extra["micro"])
         root = os.environ.get("CKPT_ROOT")
         if not root:
             raise ConfigError(f"backbone '{entry.name}': no checkpoint given and CKPT_ROOT is not "
                               f"set; export CKPT_ROOT=/dir holding {entry.default_file} "
                               f"(get it from {entry.url})")
-        return os.path.join(root, entry.default_file)
-    return expand_path(checkpoint, f"checkpoint of {entry.name}")
+        return checkpoint_in(root, entry)
+    path = expand_path(checkpoint, f"checkpoint of {entry.name}")
+    if entry.default_file and os.path.basename(path) == entry.default_file:
+        return checkpoint_in(os.path.dirname(path), entry)
+    return path
 
 
 def create(name: str, checkpoint: Optional[str] = None, attention: str = "sdpa") -> ViTAdapter:

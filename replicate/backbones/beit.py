@@ -12,8 +12,8 @@ What this file adds to timm (read, not copied, from microsoft/unilm ``beit2/``):
   embedding; position enters only through the relative-position bias over the patch grid plus
   three CLS entries (token->CLS, CLS->token, CLS<->CLS).  Extra tokens (prompts, [MASK]) have no
   grid cell, so the adapter builds the bias for the longer sequence: with ``extra_bias='cls'``
-  (default, the VPTM note's recommendation) an extra token gets the CLS entries, i.e. it is
-  treated as one more global token; with ``'zero'`` every bias entry touching it is 0.
+  (default; VPTM's choice 7 in papers/vptm/README.md) an extra token gets the CLS entries, i.e.
+  it is treated as one more global token; with ``'zero'`` every bias entry touching it is 0.
 * :func:`convert_beitv2`: the official pre-training checkpoint (``{'model': state_dict}``) to
   our names, with strict key checks, registered as source ``'beitv2'``.
 * :func:`check_checkpoint`: what ``make doctor`` reports for the BEiT v2 file.

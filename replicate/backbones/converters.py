@@ -26,9 +26,25 @@ class CheckpointError(RuntimeError):
 Converted = Tuple[Dict[str, torch.Tensor], List[str]]
 
 
-def _read(path: str) -> object:
+def not_found_message(path: str, entry) -> str:
+    """A missing checkpoint: where to get it, and the other names it may be saved under."""
+    msg = (f"checkpoint not found: {path}: download it from {entry.url} to that path, or fix "
+           "backbone.checkpoint / CKPT_ROOT (`python -m replicate backbones` lists each file "
+           "and its URL)")
+    others = tuple(getattr(entry, "other_files", ()))
+    if others and os.path.basename(path) == entry.default_file:
+        folder = os.path.dirname(path) or "."
+        msg += (f". The download is named {others[0]}: that name is found too, in the same "
+                f"folder, or rename it: mv {os.path.join(folder, others[0])} {path}")
+    return msg
+
+
+def _read(path: str, url: str = "") -> object:
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}: download it"
+                              + (f" from {url}" if url else "") + " to that path, or fix "
+                              "backbone.checkpoint / CKPT_ROOT (`python -m replicate backbones` "
+                              "lists each file and its URL)")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): download it again")
     try:
@@ -38,12 +54,24 @@ def _read(path: str) -> object:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
             return load_file(path)
-        return torch.load(path, map_location="cpu")
+        return _torch_load(path)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
             Exception) as e:  # torch raises many types for truncated files
         raise CheckpointError(
             f"checkpoint {path} could not be read ({type(e).__name__}: {e}); the file is "
             "truncated or not a checkpoint: download it again and compare its size") from None
+
+
+def _torch_load(path: str) -> object:
+    """Tensors only first (torch >= 2.6's default); release files that also pickle Python
+    objects (e.g. a training script's argparse Namespace beside the weights) are then read in
+    full, as the official loaders (torch 1.x, no ``weights_only``) read them."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _need_dict(obj: object, key: str, path: str, source: str) -> dict:
@@ -114,6 +142,31 @@ def convert_timm(obj: object, path: str) -> Converted:
 
 
 _NPZ_BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/(.+)$")
+#: classes of the ImageNet-21k head in Google's pre-training .npz files
+IN21K_CLASSES = 21843
+
+#: Flax layout of each array the conversion reads (key suffix -> dims); a name binds to the
+#: size first seen for it, so every array must agree on D (width), M (MLP), H (heads) ...
+_NPZ_LAYOUT: Dict[str, Tuple[object, ...]] = {
+    "embedding/kernel": ("P", "P", 3, "D"), "embedding/bias": ("D",), "cls": (1, 1, "D"),
+    "Transformer/posembed_input/pos_embedding": (1, "N", "D"),
+    "scale": ("D",), "LayerNorm_0/bias": ("D",), "LayerNorm_2/bias": ("D",),
+    "encoder_norm/bias": ("D",),
+    "query/kernel": ("D", "H", "hd"), "key/kernel": ("D", "H", "hd"),
+    "value/kernel": ("D", "H", "hd"), "query/bias": ("H", "hd"), "key/bias": ("H", "hd"),
+    "value/bias": ("H", "hd"), "out/kernel": ("H", "hd", "D"), "out/bias": ("D",),
+    "Dense_0/kernel": ("D", "M"), "Dense_0/bias": ("M",), "Dense_1/kernel": ("M", "D"),
+    "Dense_1/bias": ("D",),
+}
+
+
+def _npz_layout(key: str) -> Tuple[object, ...]:
+    return next(v for k, v in _NPZ_LAYOUT.items() if key == k or key.endswith("/" + k))
+
+
+def _fmt_layout(layout: Tuple[object, ...], dims: Dict[str, int]) -> str:
+    parts = [f"{d}={dims[d]}" if d in dims else str(d) for d in layout]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def convert_sup_npz(obj: object, path: str) -> Converted:
@@ -123,16 +176,42 @@ def convert_sup_npz(obj: object, path: str) -> Converted:
     w = obj
     if not isinstance(w, dict) or "embedding/kernel" not in w:
         raise CheckpointError(f"checkpoint {path} is not a Google ViT .npz (no 'embedding/kernel')")
+    # the ImageNet-1k fine-tuned release is also called ViT-B_16.npz (imagenet21k+imagenet2012/,
+    # VPT's 'sup_vitb16'): its 1000-class head tells it apart from the 21k pre-training file
+    head = np.shape(w.get("head/kernel", np.zeros((0, IN21K_CLASSES))))
+    if len(head) != 2 or head[1] != IN21K_CLASSES:
+        raise CheckpointError(
+            f"checkpoint {path}: 'head/kernel' has shape {tuple(head)}, the ImageNet-21k "
+            f"pre-training release has (D, {IN21K_CLASSES}): this is another ViT .npz (the "
+            "ImageNet-1k fine-tuned ViT-B_16.npz has 1000 classes); get "
+            "https://storage.googleapis.com/vit_models/imagenet21k/ViT-B_16.npz")
 
     def t(a) -> torch.Tensor:
         return torch.from_numpy(np.asarray(a, dtype=np.float32))
 
     out: Dict[str, torch.Tensor] = {}
     used = set()
+    dims: Dict[str, int] = {}  # layout names bound so far (D, M, H, ...)
 
     def take(key: str) -> np.ndarray:
+        """The array at ``key``, its shape checked against the Flax layout before any reshape
+        (a wrong rank would otherwise be a raw torch error far from the file)."""
         if key not in w:
             raise CheckpointError(f"checkpoint {path}: key '{key}' missing from the .npz")
+        layout, got = _npz_layout(key), tuple(int(n) for n in np.shape(w[key]))
+        bound = dict(dims)
+        ok = len(got) == len(layout)
+        if ok:
+            for d, n in zip(layout, got):
+                if (bound.setdefault(d, n) if isinstance(d, str) else d) != n:
+                    ok = False
+                    break
+        if not ok:
+            raise CheckpointError(
+                f"checkpoint {path}: array '{key}' has shape {got}, expected "
+                f"{_fmt_layout(layout, dims)}; the file is damaged or not a Google ViT .npz "
+                "(download it again)")
+        dims.update(bound)
         used.add(key)
         return w[key]
 
@@ -252,4 +331,6 @@ def load_into(model: nn.Module, path: str, entry) -> List[str]:
     """Read the file at ``path`` and :func:`load_object` it.  Returns the dropped keys."""
     if entry.source not in CONVERTERS:
         raise CheckpointError(f"no converter for checkpoint source '{entry.source}'")
-    return load_object(model, _read(path), path, entry)
+    if not os.path.isfile(path):
+        raise CheckpointError(not_found_message(path, entry))
+    return load_object(model, _read(path, getattr(entry, "url", "")), path, entry)

@@ -41,8 +41,12 @@ register(BackboneEntry(
 register(BackboneEntry(
     name="vit_base_patch16_224.orig_in21k", build=_vit_b16, source="sup_npz",
     default_file="imagenet21k_ViT-B_16.npz", url=SUP_URL, default_pool="cls", paper_key="sup_vitb16_in21k",
+    # the URL downloads as ViT-B_16.npz; VPT's MODEL_ROOT expects imagenet21k_ViT-B_16.npz
+    other_files=("ViT-B_16.npz",),
     note="original Google ViT-B/16 ImageNet-21k weights (VPT's sup_vitb16_imagenet21k), "
-         "not timm's augreg default; pre_logits and the 21k head are dropped"))
+         "not timm's augreg default; pre_logits and the 21k head are dropped.  The URL "
+         "downloads as ViT-B_16.npz: found under that name too, or rename it (mv ViT-B_16.npz "
+         "imagenet21k_ViT-B_16.npz); the ImageNet-1k fine-tuned file of that name is refused"))
 
 # tiny variants, one per checkpoint layout, so every converter is exercised in tests
 for _tag, _src, _pool in (("mae_test", "mae", "mean_norm"), ("mocov3_test", "mocov3", "cls"),
@@ -54,3 +58,4 @@ for _tag, _src, _pool in (("mae_test", "mae", "mean_norm"), ("mocov3_test", "moc
         default_pool=_pool, paper_key=f"micro_{_tag}", tiny=True, note=f"tiny ViT with the {_src} checkpoint layout"))
 
 from . import beit  # noqa: E402,F401  (BEiT v2 MIM backbones and the beitv2 converter)
+from ..micro import entries as _micro  # noqa: E402,F401  (micro pre-trained backbones, SMOKE)

@@ -1,6 +1,7 @@
 """Data layer.  Every dataset yields ``(uint8 tensor [3, S, S], int label)`` after the protocol's
 geometric transform; normalisation (``/255``, mean/std) happens on the device in the engine, so
-the in-memory and the streaming paths give identical tensors.
+the in-memory and the streaming paths give identical tensors.  FGVC and VTAB-1k images are
+decoded once into a cache (:mod:`.cache`) and their crops / resizes cut per batch on the device.
 
 ``load(spec, split, train)`` returns a :class:`Split`; ``split`` is canonical
 (train | val | trainval | test) and mapped to the benchmark's own names by the protocol.
@@ -33,6 +34,10 @@ class Split:
     labels: Optional[torch.Tensor] = None
     #: augmentation to apply on the device to in-memory training batches (None: none)
     device_augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
+    #: decoded-image cache that cuts whole batches (``cache.FgvcCrops`` / ``cache.Tf1Resized``):
+    #: ``source.place(device).batch(indices, epoch generator, device)`` -> uint8 [B, 3, S, S];
+    #: the engine uses it instead of a DataLoader over ``dataset`` (which stays for other uses)
+    source: Optional[object] = None
 
     @property
     def in_memory(self) -> bool:

@@ -1,4 +1,4 @@
-"""``python -m replicate data {verify,fgvc-splits,export-vtab}``.
+"""``python -m replicate data {verify,fgvc-splits,export-vtab,cache,manifests}``.
 
 The top-level CLI mounts these with :func:`add_subcommands`; every leaf parser sets
 ``func(args) -> int`` (exit status).  ``python -m replicate.data.cli ...`` runs them standalone.
@@ -39,6 +39,42 @@ def _export_vtab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    """Build (or with --verify, check in full) the decoded-image cache entries of datasets."""
+    import warnings
+
+    from ..config import DataSpec
+    from . import cache, fgvc, load, vtab
+    from .manifests import DataWarning
+    tasks = args.task or sorted(FGVC_CLASSES if args.benchmark == "fgvc" else VTAB_TASKS)
+    root = cache.cache_root(args.cache_root or "")
+    if root is None:
+        raise DataError("the image cache is off (data.cache_root / $REPLICATE_CACHE_ROOT = "
+                        "'off'): nothing to build or verify")
+    bad = 0
+    for task in tasks:
+        spec = DataSpec(args.benchmark, task, root=args.root, format=args.format,
+                        image_size=args.image_size, num_workers=args.workers,
+                        cache_root=str(root))
+        if args.verify:
+            module = fgvc if args.benchmark == "fgvc" else vtab
+            for req in module.cache_requests(spec):
+                entry = cache.entry_path(root, req)
+                why = cache.stale_reason(req, entry, full=True)
+                print(f"{'ok   ' if why is None else 'STALE'} {entry}"
+                      + ("" if why is None else f": {why} (rebuilt on next use, or run "
+                         f"`python -m replicate data cache` without --verify)"))
+                bad += why is not None
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # `data verify` reports those
+            for split in (("train", "val", "test") if args.benchmark == "fgvc" else
+                          ("train", "val", "trainval", "test")):
+                load(spec, split, train=False)
+        print(f"ok    {args.benchmark}/{task}: cached under {root / args.benchmark / task}")
+    return 1 if bad else 0
+
+
 def _manifests(args: argparse.Namespace) -> int:
     from .manifests import regenerate
     for p in regenerate(args.fgvc_splits):
@@ -51,7 +87,7 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
     data = subparsers.add_parser("data", help="prepare and verify FGVC / VTAB-1k data",
                                  description="Prepare and verify datasets (docs/data.md).")
     sub = data.add_subparsers(dest="data_command",
-                              metavar="{verify,fgvc-splits,export-vtab,manifests}")
+                              metavar="{verify,fgvc-splits,export-vtab,cache,manifests}")
     sub.required = True
 
     p = sub.add_parser("verify", help="check a data root against the split manifests",
@@ -100,6 +136,27 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
                    help="accept a TFDS version other than VPT's (splits may hold other images)")
     p.add_argument("--overwrite", action="store_true", help="redo complete exports")
     p.set_defaults(func=_export_vtab)
+
+    p = sub.add_parser("cache", help="decode datasets once into the image cache (or verify it)",
+                       description="Build the decoded-image cache entries of FGVC datasets "
+                                   "(resized as VPT, shorter side 256 at image size 224) or "
+                                   "VTAB-1k tasks (source resolution) ahead of the runs, which "
+                                   "would otherwise build them on first use; --verify re-hashes "
+                                   "every source file and cached pixel. Exit 1 on a stale entry.")
+    p.add_argument("--root", required=True, help="the data root ($DATA_ROOT)")
+    p.add_argument("--benchmark", required=True, choices=("fgvc", "vtab1k"))
+    p.add_argument("--task", action="append", default=[],
+                   choices=sorted(FGVC_CLASSES) + sorted(VTAB_TASKS),
+                   help="dataset/task (repeatable; default all of the benchmark)")
+    p.add_argument("--format", default="auto", help="on-disk format (data.format)")
+    p.add_argument("--image-size", type=int, default=224, help="network input size (FGVC "
+                   "caches the resize that goes with it)")
+    p.add_argument("--workers", type=int, default=8, help="decoding processes")
+    p.add_argument("--cache-root", help="cache folder (default $REPLICATE_CACHE_ROOT or "
+                   "~/.cache/vpt-replicate/images)")
+    p.add_argument("--verify", action="store_true", help="check existing entries in full "
+                   "instead of building")
+    p.set_defaults(func=_cache)
 
     p = sub.add_parser("manifests", help="(maintainers) regenerate the committed manifests",
                        description="Rewrite replicate/data/manifests/: VTAB-1k from the rules, "

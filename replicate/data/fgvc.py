@@ -13,11 +13,17 @@ Split files are VPT's format (KMnP/vpt ``src/data/datasets/json_dataset.py``): o
 ``image path (relative to the image root) -> class id``.  VPT's own files are no longer
 downloadable; we use the public copy in savadikarc/gift (MIT) at a pinned commit, whose
 checksums and counts are pinned in ``manifests/fgvc/<task>.json``.  Image roots per dataset
-follow json_dataset.py (notes §1.3).
+follow json_dataset.py (docs/data.md, FGVC table).
 
 Labels: ONE map per dataset, class_ids (sorted union over train/val/test) -> 0..K-1.  VPT maps
 each split file separately, which shifts NABirds' val labels (its val file lacks 2 classes);
 that is a deliberate deviation, see docs/data.md.  trainval = train followed by val.
+
+Images: decoded and resized (VPT's Resize(shorter side -> 256)) once per split file into the
+image cache (:mod:`.cache`); the split's ``source`` (:class:`.cache.FgvcCrops`) cuts each batch's
+random crops and flips (train) or center crops (eval) from it on the training device.
+:class:`ImageFiles` + :mod:`.transforms` is the per-item reference path (and serves recipes
+other than ``vpt-fgvc``).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from torch.utils.data import Dataset
 
 from ..config import ConfigError, DataSpec, expand_path
 from . import DataError, Split, in_memory_split, register_loader
+from . import cache
 from . import transforms as T
 from .tasks import FGVC_CLASSES
 
@@ -283,18 +290,53 @@ def load_fgvc(spec: DataSpec, split: str, train: bool) -> Split:
     check_files_exist(paths, f"{ds.title} {split} (image root '{images}')",
                       f"Download {ds.download}; `python -m replicate data verify --root {root} "
                       f"--benchmark fgvc --task {ds.task}` lists every missing file")
-    dataset = ImageFiles(paths, [y for _, y in entries], T.build(recipe, spec.image_size, train))
     name = f"fgvc:{ds.task}:{split}"
     k = FGVC_CLASSES[ds.task]
-    if spec.in_memory and not train:
-        imgs, lbls = materialize(dataset)
-        return in_memory_split(imgs, lbls, k, split, name)
-    if spec.in_memory and train:
-        from .manifests import DataWarning
-        warnings.warn(f"{name}: data.in_memory is ignored for FGVC training splits: VPT's random "
-                      f"crop needs the whole resized image, so the split streams from disk",
-                      DataWarning, stacklevel=2)
-    return Split(dataset, k, split, name)
+    labels_t = torch.as_tensor([y for _, y in entries], dtype=torch.int64)
+    if recipe != "vpt-fgvc":  # another recipe: decoded per access through its PIL transform
+        dataset = ImageFiles(paths, labels_t.tolist(), T.build(recipe, spec.image_size, train))
+        if spec.in_memory and not train:
+            return in_memory_split(*materialize(dataset), k, split, name)
+        return Split(dataset, k, split, name)
+    resize, crop = T.fgvc_sizes(spec.image_size)
+    parts = [(p, [str(images / key) for key in files[p]])
+             for p in (("train", "val") if split == "trainval" else (split,))]
+    store = cached_resized(spec, ds, images, parts, resize)
+    source = cache.FgvcCrops(store, labels_t, crop, train, resident=spec.in_memory)
+    if spec.in_memory and not train:  # center crops as one uint8 tensor (smaller than the store)
+        return in_memory_split(source.batch(torch.arange(len(source)), None, torch.device("cpu")),
+                               labels_t, k, split, name)
+    return Split(cache.CachedDataset(source, paths), k, split, name, source=source)
+
+
+def cached_resized(spec: DataSpec, ds: FgvcDataset, images: Path,
+                   parts: Sequence[Tuple[str, List[str]]], resize: int) -> "cache.RaggedImages":
+    """The images of the split files ``parts`` (in order) after VPT's Resize(shorter -> resize),
+    from the decoded-image cache (built on first use: :mod:`.cache`)."""
+    import sys
+    root = cache.cache_root(spec.cache_root)
+    stores = [cache.load_or_build(cache_request(ds, images, part, paths, resize), root,
+                                  spec.num_workers,
+                                  log=lambda m: print(m, file=sys.stderr, flush=True))
+              for part, paths in parts]
+    return stores[0] if len(stores) == 1 else cache.RaggedImages.concat(stores)
+
+
+def cache_request(ds: FgvcDataset, images: Path, part: str, paths: Sequence[str],
+                  resize: int) -> "cache.Request":
+    decode = cache.FgvcResize(resize)
+    return cache.Request("fgvc", ds.task, part, images, tuple(paths), decode.transform(), decode)
+
+
+def cache_requests(spec: DataSpec) -> List["cache.Request"]:
+    """The cache entries of a dataset (one per split file) for ``data cache --verify``."""
+    ds = get_dataset(spec.task)
+    root = data_root(spec.root)
+    images = image_dir(root, ds)
+    files = read_split_files(splits_dir(root, ds))
+    resize, _ = T.fgvc_sizes(spec.image_size)
+    return [cache_request(ds, images, p, [str(images / k) for k in files[p]], resize)
+            for p in FILE_SPLITS]
 
 
 # --------------------------------------------------------------------------- split download

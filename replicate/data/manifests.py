@@ -17,7 +17,7 @@ pixel digests) to :func:`observed_dir` on first use and compares later runs with
 
 Regenerate the committed files (after changing a rule or the pinned split files)::
 
-    python -m replicate data manifests --fgvc-splits ../shared/data/fgvc_splits
+    python -m replicate data manifests --fgvc-splits $DATA_ROOT/fgvc_splits
 """
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ def vtab_group(task: str) -> str:
 
 
 # Split sizes (canonical split -> images), for plan's cost estimate and verify's counts.
-# FGVC: VPT's split files (vpt_protocol.md §1.4); VTAB-1k: 800/200/1000 + the test sizes of the
-# TFDS versions VPT used (vpt_protocol.md §2.3).
+# FGVC: VPT's split files (the gift copy, docs/data.md); VTAB-1k: 800/200/1000 + the test sizes of
+# the TFDS versions VPT used (TFDS catalog, docs/data.md).
 FGVC_SIZES = {
     "cub": (5394, 600, 5794), "nabirds": (21536, 2393, 24633), "flowers": (1020, 1020, 6149),
     "dogs": (10800, 1200, 8580), "cars": (7329, 815, 8041),

@@ -67,6 +67,29 @@ def tf1_resize_bilinear(images: torch.Tensor, size: Tuple[int, int]) -> torch.Te
     return out[0] if squeeze else out
 
 
+def tf1_resize_bilinear_batched(images: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """:func:`tf1_resize_bilinear` for ``[N, C, H, W]`` batches on any device, bit-identical to
+    it: every output element goes through the same float32 operations on the same inputs
+    (``top = tl + (tr - tl) * wx``, likewise ``bottom``, then ``top + (bottom - top) * wy``).
+    Less work: when upsampling rows, each source row is interpolated along x once and the rows
+    are then picked; pixels are gathered as uint8 before the float conversion."""
+    out_h, out_w = size
+    y0, y1, wy = (t.to(images.device) for t in _tf1_axis(images.shape[-2], out_h))
+    x0, x1, wx = (t.to(images.device) for t in _tf1_axis(images.shape[-1], out_w))
+    if images.shape[-2] <= out_h:  # x-interpolate every source row once, then pick rows
+        left = images.index_select(-1, x0).to(torch.float32)
+        rows = left + (images.index_select(-1, x1).to(torch.float32) - left) * wx
+        top, bottom = rows.index_select(-2, y0), rows.index_select(-2, y1)
+    else:  # pick rows first (downsampling: fewer rows to interpolate)
+        halves = []
+        for ys in (y0, y1):
+            r = images.index_select(-2, ys)
+            left = r.index_select(-1, x0).to(torch.float32)
+            halves.append(left + (r.index_select(-1, x1).to(torch.float32) - left) * wx)
+        top, bottom = halves
+    return top + (bottom - top) * wy[:, None]
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.round().clamp_(0, 255).to(torch.uint8)
 

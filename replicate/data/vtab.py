@@ -13,13 +13,16 @@ Where a task is looked for under the data root (``data.root``, default ``${DATA_
 
 Preprocessing (``vpt-vtab``, KMnP/vpt ``src/data/datasets/tf_dataset.py`` ``preprocess_fn``):
 a plain TF-v1 bilinear resize to ``image_size`` x ``image_size``, no crop, no augmentation
-(:mod:`.transforms`).  train800 / val200 / train800val200 are resized once and held in memory
-(uint8); the test split too when ``data.in_memory`` is set, else it streams from disk through
-the same transform (identical tensors; a test checks it).
+(:mod:`.transforms`).  Images are decoded once per task and split into the image cache at
+their source resolution (:mod:`.cache`).  train800 / val200 / train800val200 are resized from
+it once per run and held in memory (uint8); the test split is resized per batch on the
+training device (:class:`.cache.Tf1Resized`, bit-identical to the CPU reference; with
+``data.in_memory`` the source pixels are held on the device, else copied per batch).
 """
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -30,6 +33,7 @@ import torch
 from ..config import DataSpec
 from ..protocol import split_name
 from . import DataError, Split, in_memory_split, register_loader
+from . import cache
 from . import transforms as T
 from .fgvc import ImageFiles, check_files_exist, data_root, read_image
 from .manifests import DataWarning, load_committed
@@ -126,7 +130,8 @@ def read_export_manifest(task_dir: Path, task: str) -> dict:
 
 # --------------------------------------------------------------------------- images
 def load_resized(paths: Sequence[str], image_size: int, chunk: int = 256) -> torch.Tensor:
-    """Decode images and apply the ``vpt-vtab`` resize, batching consecutive same-size images."""
+    """Decode images and apply the ``vpt-vtab`` resize, batching consecutive same-size images:
+    the CPU reference of the cached path (:class:`.cache.Tf1Resized`; tests, benchmarks)."""
     out = torch.empty((len(paths), 3, image_size, image_size), dtype=torch.uint8)
     batch: List[torch.Tensor] = []
     start = 0
@@ -144,6 +149,27 @@ def load_resized(paths: Sequence[str], image_size: int, chunk: int = 256) -> tor
             flush()
         batch.append(x)
     flush()
+    return out
+
+
+# --------------------------------------------------------------------------- cache
+def cache_request(task: str, task_dir: Path, fmt: str, name: str,
+                  paths: Sequence[str]) -> "cache.Request":
+    """The cache entry of one split: decoded RGB at source resolution."""
+    return cache.Request("vtab1k", task, f"{fmt}-{name}", task_dir, tuple(paths),
+                         cache.rgb_transform(), cache.decode_rgb)
+
+
+def cache_requests(spec: DataSpec) -> List["cache.Request"]:
+    """The cache entries of a task (one per split) for ``data cache --verify``."""
+    from .vtab_tasks import VTAB_SPLITS
+    t = get_task(spec.task)
+    task_dir, fmt = locate(data_root(spec.root), t.task, spec.format)
+    out = []
+    for name in VTAB_SPLITS:
+        entries = read_list(task_dir, name, t.num_classes)
+        out.append(cache_request(t.task, task_dir, fmt, name,
+                                 [str(task_dir / rel) for rel, _ in entries]))
     return out
 
 
@@ -179,8 +205,14 @@ def load_vtab(spec: DataSpec, split: str, train: bool) -> Split:
                       f"Fix: {export_fix(t.task)} (or re-download the NOAH copy)")
     labels = torch.as_tensor([y for _, y in entries], dtype=torch.int64)
     source = f"vtab1k:{t.task}:{name}"
-    if recipe == "vpt-vtab" and (name != "test" or spec.in_memory):
-        return in_memory_split(load_resized(paths, spec.image_size), labels, t.num_classes,
-                               split, source)
-    dataset = ImageFiles(paths, labels.tolist(), T.build(recipe, spec.image_size, train))
-    return Split(dataset, t.num_classes, split, source)
+    if recipe != "vpt-vtab":  # another recipe: decoded per access through its PIL transform
+        dataset = ImageFiles(paths, labels.tolist(), T.build(recipe, spec.image_size, train))
+        return Split(dataset, t.num_classes, split, source)
+    store = cache.load_or_build(cache_request(t.task, task_dir, fmt, name, paths),
+                                cache.cache_root(spec.cache_root), spec.num_workers,
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    resized = cache.Tf1Resized(store, labels, spec.image_size, resident=spec.in_memory)
+    if name != "test":  # 1,000 images at most: resized once per run, held as uint8
+        return in_memory_split(resized.all(), labels, t.num_classes, split, source)
+    return Split(cache.CachedDataset(resized, paths), t.num_classes, split, source,
+                 source=resized)

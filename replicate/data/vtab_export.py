@@ -75,7 +75,10 @@ def export_examples(t: VtabTask, dest: Path, sizes: Mapping[str, int], source: E
                 if image.ndim != 3 or image.shape[2] != 3:
                     raise DataError(f"{t.task} {split}:{index}: image of shape {image.shape} is "
                                     f"not RGB after the task's conversion ({t.image.__name__})")
-                label = int(t.label(ex))
+                try:
+                    label = int(t.label(ex))
+                except DataError as e:  # a value the label rule has no bin for
+                    raise DataError(f"{t.task} {split}:{index}: {e} ({t.label_rule})") from None
                 if not 0 <= label < t.num_classes:
                     raise DataError(f"{t.task} {split}:{index}: derived label {label} outside "
                                     f"0..{t.num_classes - 1} ({t.label_rule})")

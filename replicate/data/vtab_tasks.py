@@ -8,11 +8,11 @@ ryongithub/GatedPromptTuning):
 * builders and the exact versions VPT ran: ``VTAB_SETUP.md`` ("TFDS version") and the builder
   strings in ``src/data/vtab_datasets/<task>.py``;
 * slicing of train800 / val200 / train800val200 / test: the ``tfds_splits`` dicts of
-  ``src/data/vtab_datasets/<task>.py`` (see ``../shared/notes/vpt_protocol.md`` §2.3);
+  ``src/data/vtab_datasets/<task>.py`` (tabulated in docs/data.md, VTAB-1k);
 * labels of the structured tasks: ``clevr.py``, ``kitti.py``, ``dsprites.py``, ``smallnorb.py``,
-  ``dmlab.py`` in the same folder (notes §2.4);
+  ``dmlab.py`` in the same folder (docs/data.md, "Labels of the structured tasks");
 * task directory names of the NOAH-style folder copies: ZhangYuanhan-AI/NOAH
-  ``data/vtab-source/get_vtab1k.py`` (notes §2.6).
+  ``data/vtab-source/get_vtab1k.py`` (docs/data.md, "Source b").
 """
 from __future__ import annotations
 
@@ -28,11 +28,17 @@ VTAB_SPLITS = ("train800", "val200", "train800val200", "test")
 
 
 # --------------------------------------------------------------------------- labels
-def _largest_index_below(thresholds: np.ndarray, value: float) -> int:
-    """max{i : thresholds[i] < value}: VTAB's ``tf.reduce_max(tf.where((thrs - d) < 0))``."""
+def _largest_index_below(thresholds: np.ndarray, value: float, what: str) -> int:
+    """max{i : thresholds[i] < value}: VTAB's ``tf.reduce_max(tf.where((thrs - d) < 0))``.
+
+    A value at or below the first threshold has no bin (TF would fail on the empty max): a
+    :class:`DataError` naming ``what``; the exporter adds the task and example index."""
     hits = np.nonzero(thresholds - value < 0)[0]
     if hits.size == 0:
-        raise ValueError(f"value {value} is not above the first threshold {thresholds[0]}")
+        from . import DataError
+        raise DataError(f"{what} is {value:g}, not above the first threshold {thresholds[0]:g} "
+                        f"of {thresholds.tolist()}: the label rule has no bin for it (a corrupt "
+                        "example, or not the TFDS version VPT used)")
     return int(hits.max())
 
 
@@ -51,7 +57,8 @@ def clevr_dist_label(pixel_coords: np.ndarray) -> int:
     """clevr.py ``_closest_object_preprocess_fn``: bin of the smallest depth
     (``pixel_coords[:, 2]``) with thresholds [0, 8, 8.5, 9, 9.5, 10, 100]."""
     depth = float(np.min(np.asarray(pixel_coords, dtype=np.float32)[:, 2]))
-    return _largest_index_below(CLEVR_DIST_THRESHOLDS, depth)
+    return _largest_index_below(CLEVR_DIST_THRESHOLDS, depth,
+                                "closest object depth (min of objects/pixel_coords[:, 2])")
 
 
 def kitti_dist_label(object_types: np.ndarray, locations: np.ndarray) -> int:
@@ -61,7 +68,8 @@ def kitti_dist_label(object_types: np.ndarray, locations: np.ndarray) -> int:
     types = np.asarray(object_types).reshape(-1)
     z = np.asarray(locations, dtype=np.float32).reshape(-1, 3)[:, 2]
     depths = np.concatenate([z[types < 3], np.array([KITTI_NO_VEHICLE_DEPTH], np.float32)])
-    return _largest_index_below(KITTI_DIST_THRESHOLDS, float(depths.min()))
+    return _largest_index_below(KITTI_DIST_THRESHOLDS, float(depths.min()),
+                                "closest vehicle depth (min of objects/location[:, 2])")
 
 
 def dsprites_label(value: int, num_original: int, num_classes: int = 16) -> int:
@@ -113,7 +121,7 @@ class VtabTask:
     val_rule: str
     #: test split: a TFDS split name, or 'percent' (train[V:], V = (p + q)% of train)
     test_rule: str
-    #: TFDS split sizes the rules need, from the TFDS catalog for ``version`` (notes §2.3;
+    #: TFDS split sizes the rules need, from the TFDS catalog for ``version`` (docs/data.md;
     #: NOT measured here: the export tool compares them with the builder's own numbers)
     catalog_sizes: Mapping[str, int]
     #: example (dict of numpy arrays) -> int label

@@ -23,7 +23,10 @@ identical top-1):
   own loss's gradient (the K runs share no trainable tensor and no cross-sample operation).
 
 A run whose loss turns non-finite fails alone (``failed.json``, as in the engine); the rest go
-on.  ``should_stop`` (preemption) is polled after each epoch, once every run has saved.
+on.  ``should_stop`` (preemption) is polled after each epoch; every run writes its checkpoint
+when the engine's :class:`~.train.CheckpointPolicy` says so and always before the pack stops.
+:func:`check_packable` also refuses, with the counted estimate, a pack that would not fit the
+device's memory (:func:`check_pack_memory`).
 """
 from __future__ import annotations
 
@@ -39,11 +42,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import data, methods
+from .lock import run_lock
 from .run import Run, atomic_write_json, read_record
-from .train import (Batches, NonFiniteLoss, RunLog, build_model, build_optimizer,
-                    build_scheduler, execute, load_checkpoint, make_record, normalizer,
-                    pick_device, resolve_precision, save_checkpoint, seed_everything,
-                    write_failure)
+from .train import (DIVERGED_IS_RESULT, Batches, CheckpointPolicy, NonFiniteLoss, RunLog,
+                    build_model, _execute_locked, build_optimizer, build_scheduler, diverged_record, execute,
+                    load_checkpoint, make_record, normalizer, pick_device, resolve_precision,
+                    save_checkpoint, seed_everything, write_failure)
 
 #: config keys a pack's runs may differ in (everything else must be equal)
 MAY_DIFFER = ("name", "source", "assumed", "cell", "seeds", "optim.lr", "optim.weight_decay",
@@ -78,8 +82,10 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def check_packable(runs: Sequence[Run]) -> None:
-    """Raise :class:`PackError` unless ``runs`` can share one backbone and batch schedule."""
+def check_packable(runs: Sequence[Run], device_memory: Optional[int] = None) -> None:
+    """Raise :class:`PackError` unless ``runs`` can share one backbone and batch schedule, and
+    fit the device together (:func:`check_pack_memory`; ``device_memory`` in bytes, default:
+    the runs' CUDA device, no limit on a CPU)."""
     if not runs:
         return
     ref = runs[0]
@@ -105,6 +111,52 @@ def check_packable(runs: Sequence[Run]) -> None:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise PackError("the same run appears twice in a pack")
+    check_pack_memory(runs, device_memory if device_memory is not None else
+                      _device_memory(ref.experiment.train.device))
+
+
+#: share of the device memory a pack may plan for (the rest: CUDA context, allocator
+#: fragmentation, kernel workspaces, evaluation batches)
+PACK_MEMORY_FRACTION = 0.85
+
+
+def _device_memory(want: str) -> Optional[int]:
+    device = pick_device(want)
+    if device.type != "cuda":
+        return None
+    return torch.cuda.get_device_properties(device).total_memory
+
+
+def pack_memory(runs: Sequence[Run]) -> Dict[str, int]:
+    """Counted device memory of a pack's training step (``engine/cost.step_memory`` at the
+    runs' batch size, float32, fused attention): per-run activations and trainable state
+    (weights, gradients, momentum, one spare copy) times the runs, plus the shared backbone."""
+    from .cost import step_memory
+
+    e = runs[0].experiment
+    m = step_memory(e.backbone.name, e.method.type, dict(e.method.options),
+                    data.num_classes(e.data), e.optim.batch_size)
+    per_run = m["activations"] + 4 * m["trainable"]
+    return {"per_run": per_run, "shared": m["frozen"], "total": len(runs) * per_run + m["frozen"]}
+
+
+def check_pack_memory(runs: Sequence[Run], device_memory: Optional[int]) -> None:
+    """Refuse (:class:`PackError`, with the estimate) a pack whose counted memory exceeds
+    :data:`PACK_MEMORY_FRACTION` of ``device_memory`` bytes (None: no limit)."""
+    if len(runs) < 2 or not device_memory:
+        return
+    est = pack_memory(runs)
+    budget = PACK_MEMORY_FRACTION * device_memory
+    if est["total"] > budget:
+        fit = max(1, int((budget - est["shared"]) // max(est["per_run"], 1)))
+        gib = 2 ** 30
+        raise PackError(
+            f"a pack of {len(runs)} runs needs about {est['total'] / gib:.1f} GiB of device memory "
+            f"({len(runs)} x {est['per_run'] / gib:.2f} GiB of activations and optimizer state at "
+            f"batch {runs[0].experiment.optim.batch_size} + {est['shared'] / gib:.2f} GiB shared "
+            f"backbone, counted in float32), more than {PACK_MEMORY_FRACTION:.0%} of the "
+            f"device's {device_memory / gib:.0f} GiB: use packs of at most {fit} runs (--pack "
+            f"{fit})")
 
 
 # ------------------------------------------------------------------ per-run RNG streams
@@ -247,6 +299,10 @@ class _Member:
     start_epoch: int = 0
     history: list = field(default_factory=list)
     failed: Optional[str] = None
+    #: a search run whose loss turned non-finite: its terminal record (engine.diverged_record)
+    diverged: Optional[dict] = None
+    #: wall time of earlier attempts (from the checkpoint), so a record keeps the total
+    earlier_wall: float = 0.0
 
     @property
     def ckpt(self) -> Path:
@@ -270,6 +326,22 @@ def execute_packed(runs: Sequence[Run], echo: Callable[[str], None] = print,
         return records
     if not todo:
         return records
+    with contextlib.ExitStack() as locks:  # one trainer per run (engine/lock.py)
+        # every process takes a pack's locks in the same order: two packs cannot deadlock
+        for i in sorted(todo, key=lambda i: str(runs[i].run_dir)):
+            locks.enter_context(run_lock(runs[i].run_dir, echo=echo))
+        for i in todo:  # finished by a process this one waited for
+            records[i] = read_record(runs[i].run_dir)
+        todo = [i for i in todo if records[i] is None]
+        if len(todo) <= 1:
+            for i in todo:
+                records[i] = _execute_locked(runs[i], echo, should_stop)
+            return records
+        return _execute_packed_locked(runs, records, todo, echo, should_stop)
+
+
+def _execute_packed_locked(runs: List[Run], records: List[Optional[dict]], todo: List[int],
+                           echo: Callable[[str], None], should_stop) -> List[Optional[dict]]:
     members = []
     for i in todo:
         r = runs[i]
@@ -279,7 +351,7 @@ def execute_packed(runs: Sequence[Run], echo: Callable[[str], None] = print,
     try:
         out = _train_packed(members, should_stop)
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # stopped, not failed: resumable
             raise
         for m in members:
             if m.failed is None:
@@ -304,7 +376,7 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
     exp = run0.experiment
     o, t = exp.optim, exp.train
     device = pick_device(t.device)
-    precision, amp_dtype = resolve_precision(t, device)
+    precision, amp_dtype = resolve_precision(t, device, exp.protocol)
     model0, entry = build_model(run0, device)
     for m in members:
         m.model = model0 if m is members[0] else build_model(m.run, device, model0.adapter)[0]
@@ -320,7 +392,9 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
     block = compiled_block(adapter) if t.compile else adapter.block
     for m in members:
         if m.ckpt.is_file():
-            m.start_epoch, m.history = load_checkpoint(m.ckpt, m.model, m.opt, device)
+            ck_info: dict = {}
+            m.start_epoch, m.history = load_checkpoint(m.ckpt, m.model, m.opt, device, ck_info)
+            m.earlier_wall = ck_info["wall_time_s"]
             m.log(f"resumed from {m.ckpt} at epoch {m.start_epoch}/{o.epochs} (packed)")
         e = m.run.experiment
         m.log(f"run {m.run.run_id}: {e.method.type} on {e.backbone.name}, {e.data.benchmark}/"
@@ -330,8 +404,10 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
               f"packed with {len(members) - 1} other run(s){' SMOKE' if exp.smoke else ''}")
     first_eval = run0.eval_splits[0] if run0.eval_splits else None
     t_start = time.time()
+    ckpt_policy = CheckpointPolicy(t)
     for epoch in range(min(m.start_epoch for m in members), o.epochs):
-        active = [m for m in members if m.failed is None and m.start_epoch <= epoch]
+        active = [m for m in members if m.failed is None and m.diverged is None
+                  and m.start_epoch <= epoch]
         if not active:
             continue
         rng = RngStreams(device)
@@ -349,15 +425,23 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
         if first_eval and not last and t.eval_every > 0 and (epoch + 1) % t.eval_every == 0:
             evals = packed_evaluate([m.model for m in active], eval_b[first_eval], norm,
                                     amp_dtype, block)
+        why = should_stop() if not last else False  # a reason string (SIGTERM ...) or True
+        write = ckpt_policy.due(epoch, last, bool(why))
         for k, m in enumerate(active):
             if not math.isfinite(means[k]):
                 try:
-                    raise NonFiniteLoss(f"non-finite training loss ({means[k]}) in epoch {epoch}: "
+                    raise NonFiniteLoss(f"non-finite training loss ({means[k]}) in epoch "
+                                        f"{epoch + 1}/{o.epochs} (counted from 1 as in the log): "
                                         f"lower the lr (now {m.run.experiment.optim.lr}) or "
                                         "check the data")
                 except NonFiniteLoss as e:
-                    write_failure(m.run, e, m.log)
-                    m.failed = f"{type(e).__name__}: {e}"
+                    if m.run.stage in DIVERGED_IS_RESULT:
+                        e.epoch, e.loss = epoch + 1, means[k]
+                        m.diverged = diverged_record(m.run, e)
+                        m.log(f"diverged: {e}; selection skips this grid point")
+                    else:
+                        write_failure(m.run, e, m.log)
+                        m.failed = f"{type(e).__name__}: {e}"
                 continue
             h = {"epoch": epoch, "train_loss": means[k], "lr": m.opt.param_groups[0]["lr"],
                  "images_per_s": seen / max(dt, 1e-9)}
@@ -369,13 +453,19 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
             m.log(f"epoch {epoch + 1}/{o.epochs} loss {means[k]:.4f} lr {h['lr']:.4g}{acc} "
                   f"{h['images_per_s']:.0f} img/s (x{len(active)} packed)"
                   f"{' [smoke]' if exp.smoke else ''}")
-            save_checkpoint(m.ckpt, m.model, m.opt, epoch, m.history, m.run.run_id)
-        if not last and should_stop():
+            if write:
+                save_checkpoint(m.ckpt, m.model, m.opt, epoch, m.history, m.run.run_id,
+                                m.earlier_wall + (time.time() - t_start) / len(members))
+        if write:
+            ckpt_policy.written()
+        if why:
             for m in members:
                 if m.failed is None:
-                    m.log(f"stopping after epoch {epoch + 1} (preempted); resume continues here")
+                    m.log(f"stopping after epoch {epoch + 1} "
+                          f"({why if isinstance(why, str) else 'preempted'}); checkpoint saved, "
+                          f"resume continues here")
             return {}
-    done = [m for m in members if m.failed is None]
+    done = [m for m in members if m.failed is None and m.diverged is None]
     metrics: List[dict] = [{} for _ in done]
     for s, b in eval_b.items():
         for k, ev in enumerate(packed_evaluate([m.model for m in done], b, norm, amp_dtype,
@@ -391,7 +481,8 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
               + f" (packed x{len(done)})" + (" [smoke]" if exp.smoke else ""))
         run = dataclasses.replace(m.run, tags={**m.run.tags, "packed": len(members)})
         out[m.run.run_id] = make_record(run, m.model, entry, met, m.history, device, precision,
-                                        wall)
+                                        m.earlier_wall + wall)
+    out.update({m.run.run_id: m.diverged for m in members if m.diverged is not None})
     return out
 
 

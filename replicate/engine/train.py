@@ -9,11 +9,13 @@ one), bf16 autocast on CUDA, on-device normalisation, metrics accumulated on the
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import os
 import platform
 import random
+import signal
 import subprocess
 import time
 import traceback
@@ -26,12 +28,39 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import backbones, data, methods
+from ..errors import unwrap_worker_error
 from ..protocol import optimizer_lr
-from .run import Run, atomic_write_json, read_record
+from .lock import run_lock, temp_path
+from .run import Run, RunFileError, atomic_write_json, read_record, record_problem
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """The mean training loss of an epoch is NaN or infinite (``epoch`` counts from 1)."""
+
+    def __init__(self, message: str, epoch: Optional[int] = None,
+                 loss: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.epoch, self.loss = epoch, loss
+
+
+#: stages whose diverged runs end with a ``diverged`` record instead of failing: a grid point
+#: whose loss turns non-finite is a result of the search (the official tune_*.py scripts skip
+#: it and select among the rest), and re-running it would diverge the same way
+DIVERGED_IS_RESULT = ("search",)
+
+
+def diverged_record(run: Run, exc: NonFiniteLoss) -> dict:
+    """The terminal record of a search run whose loss turned non-finite: selection skips it
+    (``sweep.select``) and the report lists it."""
+    exp = run.experiment
+    return {"run_id": run.run_id, "status": "diverged", "smoke": exp.smoke,
+            "paper": exp.paper, "experiment": exp.name, "protocol": exp.protocol,
+            "stage": run.stage, "seed": run.seed, "lr": exp.optim.lr,
+            "wd": exp.optim.weight_decay, "train_split": run.train_split,
+            "eval_splits": list(run.eval_splits), "metrics": {},
+            "diverged": {"epoch": exc.epoch, "loss": str(exc.loss), "reason": str(exc)},
+            "tags": dict(run.tags), "config_hash": exp.config_hash(),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 # ------------------------------------------------------------------ environment facts
@@ -50,8 +79,12 @@ def git_commit() -> str:
 
 
 def environment() -> dict:
+    """Where a number comes from: the pinned environment (replicate/environments.py: which
+    lock's torch this is), torch with its build, the CUDA version torch was built with, ..."""
     import timm
-    return {"python": platform.python_version(), "torch": torch.__version__,
+
+    from .. import environments
+    return {**environments.current(), "python": platform.python_version(),
             "timm": timm.__version__, "numpy": np.__version__, "platform": platform.platform()}
 
 
@@ -79,15 +112,21 @@ def seed_everything(seed: int, epoch: int) -> None:
 
 # ------------------------------------------------------------------ batches
 class Batches:
-    """Training/eval batches of one split: in-memory tensors on the device, or a DataLoader."""
+    """Training/eval batches of one split: in-memory tensors on the device, batches cut from the
+    decoded-image cache (``split.source``: crops / resizes on the device), or a DataLoader."""
 
     def __init__(self, split: data.Split, batch_size: int, device: torch.device, train: bool,
                  num_workers: int):
         self.split, self.bs, self.device, self.train = split, batch_size, device, train
         self.num_workers = num_workers
+        self.source = None
+        self._loader, self._loader_busy = None, False
         if split.in_memory:
             self.images = split.images.to(device)
             self.labels = split.labels.to(device)
+        elif split.source is not None:
+            self.source = split.source.place(device)  # the whole cache on the device if resident
+            self.labels = split.source.labels.to(device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.split) / self.bs)
@@ -95,7 +134,7 @@ class Batches:
     def epoch(self, seed: int, epoch: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(seed * 1009 + epoch)
         n = len(self.split)
-        # one order for both paths, drawn first from g: in-memory and DataLoader batches of the
+        # one order for every path, drawn first from g: in-memory and DataLoader batches of the
         # same split are identical (tests/test_fastpath.py)
         order = torch.randperm(n, generator=g) if self.train else torch.arange(n)
         if self.split.in_memory:
@@ -107,16 +146,114 @@ class Batches:
                     x = self.split.device_augment(x, g)
                 yield x, self.labels.index_select(0, idx)
             return
-        loader = torch.utils.data.DataLoader(
-            self.split.dataset, batch_size=self.bs, sampler=order.tolist(), generator=g,
+        if self.source is not None:  # crops / flips / resizes drawn from g, cut per batch
+            for i in range(0, n, self.bs):
+                idx = order[i:i + self.bs]
+                x = self.source.batch(idx, g if self.train else None, self.device)
+                yield x, self.labels.index_select(0, idx.to(self.device))
+            return
+        # a DataLoader whose workers start once per run; each item is seeded from g (drawn
+        # after the order), so its random transforms depend on (seed, epoch) only
+        seeds = torch.randint(0, 2 ** 62, (n,), generator=g).tolist() if self.train else [-1] * n
+        # epochs iterated side by side (packed runs with several seeds) get a loader each
+        shared = not self._loader_busy
+        loader = self._persistent_loader() if shared else self._new_loader(persistent=False)
+        loader.sampler.items = list(zip(order.tolist(), seeds))
+        self._loader_busy = self._loader_busy or shared
+        try:
+            batches = iter(loader)
+            while True:
+                try:
+                    x, y = next(batches)
+                except StopIteration:
+                    return
+                except Exception as e:  # a worker's error arrives wrapped in its traceback text
+                    raise unwrap_worker_error(e) from None
+                yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+        finally:
+            if shared:
+                self._loader_busy = False
+
+    def _persistent_loader(self) -> torch.utils.data.DataLoader:
+        if self._loader is None:
+            self._loader = self._new_loader(persistent=self.num_workers > 0)
+        return self._loader
+
+    def _new_loader(self, persistent: bool) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            _SeededItems(self.split.dataset), batch_size=self.bs, sampler=_EpochSampler(),
             num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-            drop_last=False, persistent_workers=False,
+            drop_last=False, persistent_workers=persistent,
+            # the loader's own seed draw must not consume the global RNG (dropout)
+            generator=torch.Generator().manual_seed(0),
             worker_init_fn=_worker_init if self.num_workers else None)
-        for x, y in loader:
-            yield (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+
+
+class _EpochSampler(torch.utils.data.Sampler):
+    """The (index, item seed) pairs of the current epoch, set by ``Batches.epoch``."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class _SeededItems(torch.utils.data.Dataset):
+    """``dataset[i]`` with torch's RNG seeded per item (seed -1: unseeded): random transforms
+    drawing from torch's global RNG (torchvision's) give the same item whichever worker, or the
+    main process, loads it.  In the main process the RNG state is restored afterwards."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        i, s = item
+        if s < 0:
+            return self.dataset[i]
+        if torch.utils.data.get_worker_info() is not None:
+            torch.manual_seed(s)
+            return self.dataset[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            return self.dataset[i]
+
+
+def _kill_loader_workers_at_exit() -> None:
+    """Loader workers ignore SIGTERM (:func:`_worker_init`), so multiprocessing's own exit hook,
+    which terminates daemonic children with SIGTERM and then joins them, would wait forever
+    for a worker whose iterator outlived the loader (e.g. kept by a traceback).  Registered
+    after that hook, this runs first and kills them with SIGKILL, which they cannot ignore."""
+    import multiprocessing
+
+    workers = [p for p in multiprocessing.active_children() if p.daemon]
+    if not workers:
+        return
+    # torch's SIGCHLD handler would raise on the first worker killed here, before the others
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for p in workers:
+        p.kill()
+    for p in workers:
+        try:
+            p.join(5)
+        except Exception:  # exiting anyway: a worker that cannot be joined is already killed
+            pass
+
+
+atexit.register(_kill_loader_workers_at_exit)
 
 
 def _worker_init(worker_id: int) -> None:
+    # the main process decides when to stop (SIGINT/SIGTERM: checkpoint at the epoch's end); a
+    # Ctrl-C or scancel that reaches the loader workers too must not kill them mid-epoch
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     s = torch.initial_seed() % (2 ** 31)
     random.seed(s)
     np.random.seed(s)
@@ -178,11 +315,12 @@ class RunLog:
     def __init__(self, run_dir: Path, echo: Callable[[str], None]):
         self.path, self.echo = run_dir / "log.txt", echo
 
-    def __call__(self, msg: str) -> None:
+    def __call__(self, msg: str, echo: bool = True) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"
         with open(self.path, "a") as f:
             f.write(line + "\n")
-        self.echo(line)
+        if echo:
+            self.echo(line)
 
 
 #: RNG seed of the backbone build: the frozen backbone never depends on the run's seed (random
@@ -205,11 +343,29 @@ def build_model(run: Run, device: torch.device, adapter=None
     return model.to(device), entry
 
 
-def resolve_precision(train_spec, device: torch.device) -> Tuple[str, Optional[torch.dtype]]:
-    """(precision name, autocast dtype or None) of ``train.precision`` on ``device``."""
+def resolve_precision(train_spec, device: torch.device,
+                      protocol_id: Optional[str] = None) -> Tuple[str, Optional[torch.dtype]]:
+    """(precision as recorded, autocast dtype or None) of ``train.precision`` on ``device``;
+    also sets the process's TF32 switches for CUDA matmuls and convolutions.
+
+    ``protocol`` takes the protocol's precision (fp32 for every reproduction).  fp32 allows TF32
+    on CUDA as the official code did (torch 1.7-1.11 enabled it by default on Ampere); it is
+    recorded as ``fp32+tf32`` there and as ``fp32`` on the CPU, where TF32 does not exist.
+    """
     p = train_spec.precision
+    if p == "protocol":
+        from ..protocol import protocol_for
+        p = protocol_for(protocol_id).precision
     if p == "auto":
         p = "bf16" if device.type == "cuda" else "fp32"
+    tf32 = p == "fp32"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        if p == "fp32":
+            p = "fp32+tf32"
+    if p == "fp32-strict":
+        p = "fp32"  # recorded as plain float32 (the CPU has no TF32 at all)
     return p, (torch.bfloat16 if p == "bf16" else None)
 
 
@@ -279,25 +435,75 @@ def train_step(fwd: Callable, model: methods.PromptedModel, opt: torch.optim.Opt
 
 
 def write_failure(run: Run, exc: BaseException, log: Callable[[str], None]) -> None:
-    """``failed.json`` with the traceback of ``exc`` (call from inside the except block)."""
+    """``failed.json`` with the traceback of ``exc`` (call from inside the except block).  The
+    error is one line: a DataLoader worker's error is unwrapped to the original message."""
+    from ..errors import describe
+    error = f"{type(exc).__name__}: {describe(exc)}"
     atomic_write_json(run.run_dir / "failed.json", {
-        "run_id": run.run_id, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+        "run_id": run.run_id, "status": "failed", "error": error,
         "traceback": traceback.format_exc(), "time": time.strftime("%Y-%m-%d %H:%M:%S")})
-    log(f"FAILED: {type(exc).__name__}: {exc}")
+    if isinstance(log, RunLog):  # the caller reports the error itself: say it once
+        log(f"FAILED: {error}", echo=False)
+    else:
+        log(f"FAILED: {error}")
+
+
+class CheckpointPolicy:
+    """When an epoch ends with a ``last.ckpt`` write: every ``train.checkpoint_every_epochs``
+    epochs, when ``train.checkpoint_every_s`` seconds passed since the last write, after the
+    last epoch, and always when the run stops there (preemption).  Any checkpoint resumes
+    exactly (per-epoch seeding), so sparser writes only bound the epochs redone after a hard
+    kill; each write costs a host sync and a file write."""
+
+    def __init__(self, train_spec, clock: Callable[[], float] = time.monotonic):
+        self.every = max(1, int(getattr(train_spec, "checkpoint_every_epochs", 1) or 1))
+        self.every_s = float(getattr(train_spec, "checkpoint_every_s", 0.0) or 0.0)
+        self.clock = clock
+        self.last_write = clock()
+
+    def due(self, epoch: int, last: bool, stopping: bool) -> bool:
+        """Write after ``epoch`` (0-based)?"""
+        if last or stopping or (epoch + 1) % self.every == 0:
+            return True
+        return self.every_s > 0 and self.clock() - self.last_write >= self.every_s
+
+    def written(self) -> None:
+        self.last_write = self.clock()
 
 
 def save_checkpoint(path: Path, model: methods.PromptedModel, opt: torch.optim.Optimizer,
-                    epoch: int, history: list, run_id: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.trainable_state_dict(), "optimizer": opt.state_dict(),
-                "epoch": epoch, "history": history, "run_id": run_id}, tmp)
-    os.replace(tmp, path)
+                    epoch: int, history: list, run_id: str, wall_time_s: float = 0.0) -> None:
+    """``wall_time_s``: training time of every attempt so far (a resumed run's record keeps
+    the total, not only its last attempt's)."""
+    tmp = temp_path(path)  # this writer's own temporary file (engine/lock.py)
+    try:
+        torch.save({"model": model.trainable_state_dict(), "optimizer": opt.state_dict(),
+                    "epoch": epoch, "history": history, "run_id": run_id,
+                    "wall_time_s": wall_time_s}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path, model: methods.PromptedModel, opt: torch.optim.Optimizer,
-                    device: torch.device) -> Tuple[int, list]:
-    """Restore ``path`` into model and optimizer; returns (next epoch, history)."""
-    ck = torch.load(path, map_location=device)
+                    device: torch.device, info: Optional[dict] = None) -> Tuple[int, list]:
+    """Restore ``path`` into model and optimizer; returns (next epoch, history).  ``info``
+    receives the checkpoint's other fields (``wall_time_s``).  A truncated or corrupted file is
+    a :class:`RunFileError` that names it and says how to restart the run."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)  # tensors and plain data
+        if not isinstance(ck, dict) or not {"model", "optimizer", "epoch", "history"} <= set(ck):
+            raise ValueError("not a checkpoint of this harness (keys model, optimizer, epoch, "
+                             "history)")
+    except (OSError, RuntimeError, ValueError, EOFError, KeyError, AttributeError,
+            __import__("pickle").UnpicklingError) as e:
+        raise RunFileError(
+            f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); it was truncated or "
+            f"corrupted (disk full, copy interrupted?): delete it (rm '{path}') and re-run to "
+            f"restart this run from epoch 1") from None
+    if info is not None:
+        info["wall_time_s"] = float(ck.get("wall_time_s") or 0.0)
     absent = set(model.trainable_state_dict()) - set(ck["model"])
     missing = model.load_state_dict(ck["model"], strict=False)
     if missing.unexpected_keys or absent:  # every trained tensor must come back
@@ -311,19 +517,41 @@ def execute(run: Run, echo: Callable[[str], None] = print,
             should_stop: Callable[[], bool] = lambda: False) -> Optional[dict]:
     """Train/evaluate ``run``; return its record.  Idempotent: a finished run returns its
     record, an interrupted one resumes from ``last.ckpt``.  ``should_stop`` is polled after
-    every epoch (preemption); when it returns True the checkpoint is saved and None returned.
+    every epoch (preemption, SIGTERM); when it returns a true value (a reason such as
+    ``"SIGTERM"``, or True) the checkpoint is saved and None returned.  The run directory is
+    locked while training (engine/lock.py): a second process on the same run waits, then
+    returns the record the first one wrote or resumes from its checkpoint.
     """
     run_dir = run.run_dir
     done = read_record(run_dir)
     if done is not None:
         return done
+    with run_lock(run_dir, echo=echo):  # one trainer per run; a second one waits here
+        return _execute_locked(run, echo, should_stop)
+
+
+def _execute_locked(run: Run, echo: Callable[[str], None], should_stop) -> Optional[dict]:
+    run_dir = run.run_dir
+    done = read_record(run_dir)  # finished by the process this one waited for
+    if done is not None:
+        echo(f"[lock] {run.run_id}: finished by the other process; using its record")
+        return done
+    damaged = record_problem(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", run.to_dict())
     log = RunLog(run_dir, echo)
+    if damaged:
+        log(f"re-running: {damaged}")
     try:
         record = _train(run, run_dir, log, should_stop)
+    except NonFiniteLoss as e:
+        if run.stage not in DIVERGED_IS_RESULT:
+            write_failure(run, e, log)
+            raise
+        record = diverged_record(run, e)
+        log(f"diverged: {e}; selection skips this grid point")
     except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):  # stopped, not failed: resumable
             raise
         write_failure(run, e, log)
         raise
@@ -337,7 +565,7 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
     exp = run.experiment
     o, t = exp.optim, exp.train
     device = pick_device(t.device)
-    precision, amp_dtype = resolve_precision(t, device)
+    precision, amp_dtype = resolve_precision(t, device, exp.protocol)
     model, entry = build_model(run, device)
     norm = normalizer(entry, device)
     train_split = data.load(exp.data, run.train_split, train=True)
@@ -357,8 +585,11 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
 
     start_epoch, history = 0, []
     ckpt_path = run_dir / "last.ckpt"
+    earlier_wall = 0.0  # training time of earlier attempts (from the checkpoint)
     if ckpt_path.is_file():
-        start_epoch, history = load_checkpoint(ckpt_path, model, opt, device)
+        ck_info: dict = {}
+        start_epoch, history = load_checkpoint(ckpt_path, model, opt, device, ck_info)
+        earlier_wall = ck_info["wall_time_s"]
         log(f"resumed from {ckpt_path} at epoch {start_epoch}/{o.epochs}")
     n_train = model.num_trainable()
     log(f"run {run.run_id}: {exp.method.type} on {exp.backbone.name}, {exp.data.benchmark}/"
@@ -367,6 +598,7 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
         f"{precision} trainable={n_train:,}{' SMOKE' if exp.smoke else ''}")
     first_eval = run.eval_splits[0] if run.eval_splits else None
     t_start = time.time()
+    ckpt_policy = CheckpointPolicy(t)
     for epoch in range(start_epoch, o.epochs):
         sched.step(epoch)  # lr for this epoch (VPT steps after each epoch: same sequence)
         seed_everything(run.seed, epoch)
@@ -381,8 +613,10 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
             seen += y.numel()
         mean_loss = (loss_sum / max(seen, 1)).item()  # one host sync per epoch
         if not math.isfinite(mean_loss):
-            raise NonFiniteLoss(f"non-finite training loss ({mean_loss}) in epoch {epoch}: lower "
-                                f"the lr (now {o.lr}) or check the data")
+            raise NonFiniteLoss(f"non-finite training loss ({mean_loss}) in epoch {epoch + 1}/"
+                                f"{o.epochs} (counted from 1 as in the log): lower "
+                                f"the lr (now {o.lr}) or check the data",
+                                epoch=epoch + 1, loss=mean_loss)
         dt = time.time() - t0
         entry_h = {"epoch": epoch, "train_loss": mean_loss, "lr": opt.param_groups[0]["lr"],
                    "images_per_s": seen / max(dt, 1e-9)}
@@ -395,9 +629,14 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
         acc = f" {first_eval}_top1 {entry_h[f'{first_eval}_top1']:.2f}" if f"{first_eval}_top1" in entry_h else ""
         log(f"epoch {epoch + 1}/{o.epochs} loss {mean_loss:.4f} lr {entry_h['lr']:.4g}{acc} "
             f"{entry_h['images_per_s']:.0f} img/s{' [smoke]' if exp.smoke else ''}")
-        save_checkpoint(ckpt_path, model, opt, epoch, history, run.run_id)
-        if not last and should_stop():
-            log(f"stopping after epoch {epoch + 1} (preempted); resume continues from here")
+        why = should_stop() if not last else False  # a reason string (SIGTERM ...) or True
+        if ckpt_policy.due(epoch, last, bool(why)):
+            save_checkpoint(ckpt_path, model, opt, epoch, history, run.run_id,
+                            earlier_wall + time.time() - t_start)
+            ckpt_policy.written()
+        if why:
+            log(f"stopping after epoch {epoch + 1} ({why if isinstance(why, str) else 'preempted'}"
+                f"); checkpoint saved, resume continues from here")
             return None
     metrics = {}
     for s, b in eval_b.items():
@@ -407,7 +646,7 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
         metrics[f"{s}_n"] = ev["n"]
     if history and first_eval:
         history[-1][f"{first_eval}_top1"] = metrics[f"{first_eval}_top1"]
-    wall = time.time() - t_start
+    wall = earlier_wall + time.time() - t_start  # every attempt's time, not only this one's
     log("final " + " ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith("top1"))
         + (" [smoke]" if exp.smoke else ""))
     return make_record(run, model, entry, metrics, history, device, precision, wall)
@@ -424,7 +663,8 @@ def make_record(run: Run, model, entry, metrics: dict, history: list, device, pr
         "run_id": run.run_id, "status": "done", "smoke": exp.smoke, "paper": exp.paper,
         "experiment": exp.name, "protocol": exp.protocol, "stage": run.stage, "seed": run.seed,
         "backbone": entry.paper_key, "backbone_name": exp.backbone.name,
-        "method": run.tags.get("method_label", exp.method.type), "method_type": exp.method.type,
+        "method": run.tags.get("method_label") or exp.cell.get("method") or exp.method.type,
+        "method_type": exp.method.type,
         "benchmark": exp.data.benchmark, "task": exp.data.task,
         "group": VTAB_TASKS[exp.data.task][0] if exp.data.benchmark == "vtab1k" else "",
         "lr": exp.optim.lr, "wd": exp.optim.weight_decay, "batch_size": exp.optim.batch_size,

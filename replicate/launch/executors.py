@@ -5,6 +5,7 @@ is on PATH, so a "local" test on a machine with slurm-client installed would sub
 """
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -18,6 +19,43 @@ from .snapshot import snapshot_setup
 KINDS = ("slurm", "local", "debug")
 #: local jobs without a profile: effectively no time limit (a limit would requeue them)
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60
+#: submitit's cap on timeouts per job, lifted: RunJob stops requeueing only after
+#: ``max_requeues_without_progress`` allocations in a row without a saved epoch
+UNLIMITED_TIMEOUTS = 10_000
+
+#: how a job's python starts.  SLURM's time-limit or preemption USR2 can arrive at the first
+#: instant of an allocation; its default action kills the process, and submitit installs its
+#: handler only ~0.3 s later.  So: ``sh`` ignores USR2 (inherited across exec), a minimal
+#: ``python -S`` blocks it and restores its default action (the block also survives exec),
+#: then execs the real python running submitit's job entry (``_ENTRY``), which unblocks USR2
+#: right after submitit installed its handler (a ``RunJob`` unblocks it itself, once its own
+#: wrappers are in place).  A USR2 from the python start on stays pending and is handled, one
+#: during the shell's and ``python -S``'s few milliseconds is ignored, none kills the job.
+_BLOCK_USR2 = ("import os,signal,sys\n"
+               "signal.pthread_sigmask(signal.SIG_BLOCK,[signal.SIGUSR2])\n"
+               "signal.signal(signal.SIGUSR2,signal.SIG_DFL)\n"
+               "entry,rest=sys.argv[1],sys.argv[2:]\n"
+               "if rest[:3]==['-u','-m','submitit.core._submit']:rest=['-u','-c',entry]+rest[3:]\n"
+               "os.execv(sys.executable,[sys.executable]+rest)\n")
+_ENTRY = ("import signal\n"
+          "from submitit.core import job_environment as je\n"
+          "from submitit.core.submission import submitit_main\n"
+          "install = je.JobEnvironment._handle_signals\n"
+          "def handle_signals(self, paths, submission):\n"
+          "    install(self, paths, submission)\n"
+          "    if not getattr(submission.function, 'unblocks_usr2', False):\n"
+          "        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])\n"
+          "je.JobEnvironment._handle_signals = handle_signals\n"
+          "submitit_main()\n")
+_IGNORE_USR2 = 'trap "" USR2; exec "$0" "$@"'
+
+
+def blocked_python(python: str = sys.executable) -> str:
+    """The ``python`` command submitit puts before ``-u -m submitit.core._submit <folder>``
+    (see ``_BLOCK_USR2``): ``sh -c <ignore USR2, exec> python -S -c <block USR2, exec python
+    -u -c <submitit's entry, unblocking USR2 once its handler is in place> <folder>>``."""
+    return (f"/bin/sh -c {shlex.quote(_IGNORE_USR2)} {shlex.quote(python)} -S -c "
+            f"{shlex.quote(_BLOCK_USR2)} {shlex.quote(_ENTRY)}")
 
 
 class LaunchError(RuntimeError):
@@ -94,8 +132,12 @@ def slurm_parameters(profile: Dict[str, Any], job_name: str,
     for key in ("partition", "account", "constraint"):
         if profile.get(key):
             params[key] = profile[key]
-    if profile.get("additional"):
-        params["additional_parameters"] = dict(profile["additional"])
+    additional = dict(profile.get("additional") or {})
+    if not ({"requeue", "no-requeue", "no_requeue"} & set(additional)):
+        # sites where jobs are not requeueable by default refuse submitit's `scontrol requeue`
+        # ("Requested operation is presently disabled") unless the job asked for it
+        additional["requeue" if profile.get("requeue", True) else "no-requeue"] = True
+    params["additional_parameters"] = additional
     lines = list(profile.get("setup") or []) + list(setup or [])
     if lines:
         params["setup"] = lines
@@ -104,18 +146,29 @@ def slurm_parameters(profile: Dict[str, Any], job_name: str,
 
 def make_executor(kind: str, folder: Union[str, Path], profile: Optional[Dict[str, Any]] = None,
                   job_name: str = "replicate", *, code_dir: Optional[Path] = None,
-                  max_num_timeout: int = 3) -> submitit.Executor:
+                  environment: str = "classification",
+                  max_num_timeout: int = UNLIMITED_TIMEOUTS) -> submitit.Executor:
     """A submitit executor of exactly this ``kind``.
 
     ``profile`` (from :func:`load_profile`) sets the SLURM resources; for ``local`` only its
     ``timeout_min``, ``signal_delay_s`` and ``gpus_per_job`` matter (no profile: no time limit,
     all visible GPUs).  ``code_dir`` (a :func:`snapshot_code` directory) makes slurm/local jobs
     import the code from there.  ``debug`` runs in this process when a result is asked for.
+    ``environment`` (``classification`` | ``segmentation``): the Python environment slurm/local
+    jobs start in, from the profile's ``environments`` (``environments.job_python``).
     """
     if kind not in KINDS:
         raise LaunchError(f"unknown executor kind {kind!r}; choose one of {', '.join(KINDS)}")
     folder = Path(folder).absolute()
     setup = snapshot_setup(code_dir) if code_dir is not None else []
+    if kind != "debug":  # the job's python: its environment's (replicate/environments.py)
+        from .. import environments
+
+        try:
+            job_py, env_setup = environments.job_python(environment, profile)
+        except environments.EnvironmentMissing as e:
+            raise LaunchError(str(e)) from None
+        setup = env_setup + setup
     if kind == "debug":
         return QuietDebugExecutor(folder)
     if kind == "slurm":
@@ -128,11 +181,13 @@ def make_executor(kind: str, folder: Union[str, Path], profile: Optional[Dict[st
             from .profiles import load_profile
 
             profile = load_profile("default")
-        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_num_timeout)
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_num_timeout,
+                                    python=blocked_python(job_py))
         ex.update_parameters(**slurm_parameters(profile, job_name, setup))
         return ex
     # local
-    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout)
+    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=max_num_timeout,
+                                python=blocked_python(job_py))
     params: Dict[str, Any] = {}
     if profile is not None:
         params["timeout_min"] = int(profile["timeout_min"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 import time
 from collections import OrderedDict
@@ -49,6 +50,15 @@ def make_packs(runs: Sequence, pack_size: int = 1) -> List[list]:
     for members in groups.values():
         packs += [members[i:i + pack_size] for i in range(0, len(members), pack_size)]
     return packs
+
+
+def grace_seconds(signal_delay_s: int) -> float:
+    """How long a job waits, after the time-limit USR2, for the current epoch to end.
+
+    The signal comes between ``signal_delay_s`` and ``signal_delay_s + 30`` s before the limit
+    (SLURM checks limits on a ~30 s tick), so ``signal_delay_s`` is the least time left; 30 s
+    of it are kept for saving, ``scontrol requeue`` and exiting before SLURM's SIGTERM."""
+    return float(max(signal_delay_s - 30, signal_delay_s / 2))
 
 
 def _absolute(run):
@@ -106,14 +116,17 @@ def submit_runs(runs: Sequence, kind: str, profile: Optional[Dict[str, Any]], lo
     if snapshot and kind != "debug":
         code_dir = snapshot_code(log_folder / "code")
     ex = make_executor(kind, log_folder / "jobs" / "%j", profile, job_name, code_dir=code_dir)
-    signal_delay = int(profile["signal_delay_s"]) if profile else 30
-    grace = max(signal_delay - 30, signal_delay / 2)
+    grace = grace_seconds(int(profile["signal_delay_s"]) if profile else 30)
+    max_stalled = int(profile.get("max_requeues_without_progress", 3)) if profile else 3
     jobs: List[submitit.Job] = []
     for start in range(0, len(packs), MAX_ARRAY):
         chunk = packs[start:start + MAX_ARRAY]
         with ex.batch():
             for pack in chunk:
-                jobs.append(ex.submit(RunJob(grace_s=grace), [r.to_dict() for r in pack]))
+                jobs.append(ex.submit(RunJob(grace_s=grace, max_stalled=max_stalled),
+                                      [r.to_dict() for r in pack]))
+    for job, pack in zip(jobs, packs):  # wait() names the runs' own errors
+        job._replicate_run_dirs = [str(r.run_dir) for r in pack]  # type: ignore[attr-defined]
     entry = {
         "time": time.strftime("%Y-%m-%d %H:%M:%S"), "kind": kind, "job_name": job_name,
         "profile": (profile or {}).get("name"), "code_dir": str(code_dir) if code_dir else None,
@@ -132,27 +145,66 @@ def submit_runs(runs: Sequence, kind: str, profile: Optional[Dict[str, Any]], lo
 
 
 # ------------------------------------------------------------------ waiting
-def _outcome(job: submitit.Job) -> Tuple[str, Optional[str]]:
+#: the job stopped its runs at a checkpoint (SIGTERM, no progress, requeue refused): resumable
+STOP_ERRORS = ("JobStopped", "RunsStalled", "RequeueRefused")
+#: scheduler states of a job that ended without finishing its runs
+KILLED_STATES = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+                 "DEADLINE", "PREEMPTED")
+_DASHES = re.compile(r"^-{10,}$", re.M)  # submitit's rule around a job's traceback
+
+
+def error_summary(text: str) -> str:
+    """The final exception of a traceback (or of submitit's ``FailedJobError`` text, which
+    wraps the job's traceback in dashed lines) as one line: ``Type: message``."""
+    t = str(text)
+    parts = _DASHES.split(t)
+    if len(parts) >= 3:
+        t = parts[1]
+    lines = [ln.rstrip() for ln in t.strip().splitlines()]
+    start = 0
+    for i in range(len(lines) - 1, -1, -1):  # the last unindented line starts the exception
+        ln = lines[i]
+        if ln and not ln[0].isspace() and not ln.startswith(
+                ("Traceback", "During handling", "The above exception")):
+            start = i
+            break
+    return " ".join(" ".join(lines[start:]).split())
+
+
+def _outcome(job: submitit.Job) -> Tuple[str, Optional[str], Optional[str]]:
+    """(state, the runs' own error as one line, submitit's full text) of a finished job."""
+    from ..engine.run import failure_reason, run_state
+
     err = job.exception()
     if err is None:
-        return "DONE", None
-    msg = str(err).strip()
+        return "DONE", None, None
+    full = str(err).strip()
     state = "FAILED"
-    if isinstance(err, submitit.core.utils.UncompletedJobError):
+    if isinstance(err, submitit.core.utils.UncompletedJobError) \
+            and not isinstance(err, submitit.core.utils.FailedJobError):  # (its subclass)
         try:
             state = job.state.split()[0] or "FAILED"  # CANCELLED, TIMEOUT, OUT_OF_MEMORY ...
         except Exception:
             pass
-        if state in ("COMPLETED", "UNKNOWN") or state in ACTIVE_STATES:
-            state = "FAILED"
-    return state, msg
+        if state in ("COMPLETED", "UNKNOWN", "FINISHED") or state in ACTIVE_STATES:
+            state = "FAILED"  # a local job is FINISHED whether it succeeded or died
+        msg = " ".join(" ".join(full.splitlines()[:2]).split())
+    else:
+        msg = error_summary(full)
+    if any(name in msg for name in STOP_ERRORS):
+        state = "INTERRUPTED"
+    own = [f"{Path(d).name}: {' '.join(str(failure_reason(d)).split())}"
+           for d in getattr(job, "_replicate_run_dirs", []) if run_state(Path(d)) == "failed"]
+    return state, ("; ".join(own) if own else msg), full
 
 
 def wait(jobs: Sequence[submitit.Job], poll_s: float = 10.0,
          echo: Callable[[str], None] = print, timeout_s: Optional[float] = None) -> List[dict]:
     """Block until every job has finished; print a progress line whenever the counts change
-    (and at least every 5 minutes).  Returns ``[{job_id, state, error}]`` in job order, with
-    state ``DONE`` or ``FAILED`` (or SLURM's ``CANCELLED``/``TIMEOUT``/... for killed jobs).
+    (and at least every 5 minutes).  Returns ``[{job_id, state, error, traceback}]`` in job
+    order: state ``DONE``, ``FAILED`` (error: the failed runs' own errors, one line),
+    ``INTERRUPTED`` (runs stopped at a checkpoint: re-submit to resume) or SLURM's
+    ``CANCELLED``/``TIMEOUT``/... for killed jobs; ``traceback``: submitit's full text.
     Failures do not raise: the caller decides (``job_states`` has per-run details)."""
     t0 = time.time()
     out: Dict[int, dict] = {}
@@ -160,10 +212,11 @@ def wait(jobs: Sequence[submitit.Job], poll_s: float = 10.0,
     while True:
         for i, job in enumerate(jobs):
             if i not in out and job.done():
-                state, err = _outcome(job)
-                out[i] = {"job_id": str(job.job_id), "state": state, "error": err}
+                state, err, full = _outcome(job)
+                out[i] = {"job_id": str(job.job_id), "state": state, "error": err,
+                          "traceback": full}
                 if err:
-                    echo(f"[wait] job {job.job_id} {state}: {err.splitlines()[-1][:300]}")
+                    echo(f"[wait] job {job.job_id} {state}: {err[:300]}")
         n_failed = sum(o["state"] != "DONE" for o in out.values())
         if len(out) == len(jobs):
             echo(f"[wait] all {len(jobs)} job(s) finished: {len(jobs) - n_failed} done, "
@@ -230,7 +283,20 @@ def slurm_states(job_ids: Sequence[str]) -> Dict[str, str]:
     return {j: (v.get("State") or "UNKNOWN").split()[0] for j, v in info.items()}
 
 
-def _local_state(job_id: str) -> str:
+def _result(folder: str, job_id: str) -> Tuple[Optional[str], object]:
+    """(``success``/``error``/None, payload) of the result submitit pickled for a job."""
+    paths = submitit.core.utils.JobPaths(Path(folder) / "%j", job_id=job_id)
+    try:
+        with open(paths.result_pickle, "rb") as f:
+            kind, payload = pickle.load(f)
+    except Exception:
+        return None, None
+    return kind, payload
+
+
+def _local_state(folder: str, job_id: str) -> str:
+    """RUNNING while the local job's process lives; then COMPLETED or FAILED from its result
+    (no result at all: it was killed, also FAILED)."""
     try:
         pid = int(job_id)
         os.kill(pid, 0)
@@ -238,21 +304,40 @@ def _local_state(job_id: str) -> str:
             alive = b"submitit" in f.read()
     except (ValueError, OSError):
         alive = False
-    return "RUNNING" if alive else "FINISHED"
+    if alive:
+        return "RUNNING"
+    return "COMPLETED" if _result(folder, job_id)[0] == "success" else "FAILED"
 
 
 def _job_error(folder: str, job_id: str) -> Optional[str]:
-    """Last line of the traceback submitit pickled for a job that raised, if any."""
-    paths = submitit.core.utils.JobPaths(Path(folder) / "%j", job_id=job_id)
+    """The exception a job raised, as one line (from submitit's result pickle), if any."""
+    kind, payload = _result(folder, job_id)
+    return error_summary(str(payload)) or None if kind == "error" else None
+
+
+def saved_epochs(run_dir: Path) -> Optional[int]:
+    """Epochs saved in ``run_dir/last.ckpt`` (None: no readable checkpoint)."""
+    ck = Path(run_dir) / "last.ckpt"
+    if not ck.is_file():
+        return None
     try:
-        with open(paths.result_pickle, "rb") as f:
-            kind, payload = pickle.load(f)
+        import torch
+
+        try:  # mmap: reads the small header fields without loading the weights
+            state = torch.load(str(ck), map_location="cpu", mmap=True)
+        except TypeError:  # torch < 2.1
+            state = torch.load(ck, map_location="cpu")
+        return int(state["epoch"]) + 1
     except Exception:
         return None
-    if kind != "error":
-        return None
-    lines = [ln for ln in str(payload).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else None
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What re-submitting an unfinished run's stage does."""
+    k = saved_epochs(run_dir)
+    if k is None:
+        return "no epoch saved yet: re-submit the stage to start it again"
+    return f"resumable from epoch {k}: re-submit the stage"
 
 
 def job_states(log_folder: Path) -> List[dict]:
@@ -260,10 +345,13 @@ def job_states(log_folder: Path) -> List[dict]:
     ``{job_id, run_id, run_dir, state, scheduler_state, error, traceback, log}``.
 
     ``state``: DONE (record.json), RUNNING/PENDING/REQUEUED... (the scheduler's), FAILED
-    (failed.json, or the job died before the run could write it), CANCELLED/TIMEOUT/
-    OUT_OF_MEMORY/NODE_FAIL (killed without a record), or INTERRUPTED/UNKNOWN.
+    (the run's failed.json: ``error`` is its own error), INTERRUPTED (stopped at a checkpoint:
+    SIGTERM, no progress, requeue refused, or the job ended without finishing it),
+    FAILED/CANCELLED/TIMEOUT/OUT_OF_MEMORY/NODE_FAIL (the job died first), or UNKNOWN.  For a
+    run that did not finish, ``error`` ends with what re-submitting does ("resumable from
+    epoch k: re-submit the stage").
     """
-    from ..engine.run import run_state
+    from ..engine.run import failure_reason, run_state
 
     latest: "OrderedDict[str, Tuple[dict, dict, dict]]" = OrderedDict()
     for entry in read_manifest(log_folder):
@@ -279,7 +367,7 @@ def job_states(log_folder: Path) -> List[dict]:
         if entry["kind"] == "slurm":
             s_state = sched.get(jid, "UNKNOWN")
         elif entry["kind"] == "local":
-            s_state = _local_state(jid)
+            s_state = _local_state(entry["folder"], jid)
         else:
             s_state = "IN_PROCESS"
         files = run_state(Path(run_dir))
@@ -288,25 +376,29 @@ def job_states(log_folder: Path) -> List[dict]:
             try:
                 failed = json.loads((Path(run_dir) / "failed.json").read_text())
             except (OSError, ValueError):
-                failed = {"error": "failed.json unreadable"}
+                failed = {}
+        job_err = None
+        if files in ("started", "new") and s_state not in ACTIVE_STATES:
+            job_err = _job_error(entry["folder"], jid)
+        error: Optional[str] = None
         if files == "done":
             state = "DONE"
         elif s_state in ACTIVE_STATES or s_state == "RUNNING":
             state = s_state
         elif files == "failed":
-            state = "FAILED"
-        elif s_state in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-                         "BOOT_FAIL", "DEADLINE", "PREEMPTED"):
+            state = "FAILED"  # the run's own error, not the job's
+            error = " ".join(str(failure_reason(Path(run_dir)) or "see failed.json").split())
+        elif job_err and any(name in job_err for name in STOP_ERRORS):
+            state = "INTERRUPTED"
+        elif s_state in KILLED_STATES:
             state = s_state
         elif files == "started":
             state = "INTERRUPTED"  # job over, run neither finished nor failed: resubmit resumes
         else:
             state = "UNKNOWN"
-        error = failed.get("error")
-        if error is None and state in ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
-                                       "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"):
-            error = (_job_error(entry["folder"], jid)
-                     or f"job {jid} ended {s_state} before the run wrote a record")
+        if error is None and state != "DONE" and state not in ACTIVE_STATES:
+            why = job_err or f"job {jid} ended {s_state} before the run finished"
+            error = f"{why}; {resume_hint(Path(run_dir))}"
         paths = submitit.core.utils.JobPaths(Path(entry["folder"]) / "%j", job_id=jid)
         rows.append({"job_id": jid, "run_id": run["run_id"], "run_dir": run_dir, "state": state,
                      "scheduler_state": s_state, "error": error,

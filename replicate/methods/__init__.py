@@ -28,10 +28,33 @@ def make_options(name: str, options: Mapping[str, Any]):
     if unknown:
         raise KeyError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
                        f"'{name}'; allowed: {', '.join(sorted(allowed))}")
-    return cls.Options(**dict(options))
+    _check_types(name, cls.Options, options)
+    opts = cls.Options(**dict(options))
+    if hasattr(opts, "validate"):  # enumerated / ranged options (BaseOptions.validate)
+        opts.validate()
+    return opts
+
+
+#: annotation -> (accepted python types, what to write)
+_TYPES = {"int": ((int,), "an integer"), "float": ((int, float), "a number"),
+          "bool": ((bool,), "True/False"), "str": ((str,), "a string")}
+
+
+def _check_types(name: str, options_cls: type, options: Mapping[str, Any]) -> None:
+    """Plain-typed options (int, float, bool, str) hold a value of that type."""
+    for f in dataclasses.fields(options_cls):
+        t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if f.name not in options or t not in _TYPES:
+            continue
+        v, (types, want) = options[f.name], _TYPES[t]
+        if not isinstance(v, types) or (t != "bool" and isinstance(v, bool)):
+            raise TypeError(f"'method.{f.name}' = {v!r} is invalid for method '{name}': it must "
+                            f"be {want}")
 
 
 def validate_options(name: str, options: Mapping[str, Any]) -> None:
+    """Unknown options, wrong types and values out of their allowed set or range are errors
+    naming the option (``config`` adds the file): checked when a config loads."""
     make_options(name, options)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,25 @@ class BaseOptions:
     #: head init: vpt (kaiming-normal fan_out weight, bias -log(99), VPT's mlp.py) | zeros
     head_init: str = "vpt"
 
+    def validate(self) -> None:
+        """Enumerated and ranged options, checked when a config loads
+        (``replicate.methods.validate_options``); each subclass extends it."""
+        check_choice("pool", self.pool, ("auto", *sorted(POOLS)))
+        check_choice("head_init", self.head_init, ("vpt", "zeros"))
+
+
+def check_choice(key: str, value, allowed) -> None:
+    """``method.<key>`` must be one of ``allowed`` (the message lists them)."""
+    if value not in allowed:
+        raise ValueError(f"'method.{key}' = {value!r} is invalid: it must be one of "
+                         f"{', '.join(map(repr, allowed))}")
+
+
+def check_range(key: str, value, ok: bool, want: str) -> None:
+    """``method.<key>`` must satisfy ``ok`` (``want`` says what is allowed)."""
+    if not ok:
+        raise ValueError(f"'method.{key}' = {value!r} is invalid: it must be {want}")
+
 
 def init_head(head: nn.Linear, how: str) -> None:
     if how == "vpt":
@@ -63,6 +82,23 @@ def prompt_init_bound(adapter: ViTAdapter) -> float:
     ps = getattr(adapter, "patch_size", (16, 16))
     area = ps[0] * ps[1] if isinstance(ps, (tuple, list)) else ps * ps
     return math.sqrt(6.0 / float(3 * area + adapter.embed_dim))
+
+
+def split_stream(x: torch.Tensor, n_extra: int
+                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(CLS, extra tokens, patches) of a token sequence ``[CLS, extra, patches]`` as views.
+
+    One ``split`` instead of three slices: in backward, one ``SplitWithSizesBackward`` writes
+    the gradient of ``x`` once (the three parts' gradients side by side, zeros for a part that
+    gets none), where each slice would allocate a zero-filled gradient of the whole stream and
+    the engine would then add them up.  Values and gradients are bit-identical (each gradient
+    element is the same sum of the same terms, less the zeros; ``tests/test_prompt_assembly.py``)."""
+    return x.split([1, n_extra, x.shape[1] - 1 - n_extra], dim=1)
+
+
+def join_stream(cls: torch.Tensor, extra: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """``[CLS, extra, patches]``: the inverse of :func:`split_stream` (one copy of the stream)."""
+    return torch.cat([cls, extra, rest], dim=1)
 
 
 class PromptMethod(nn.Module):

@@ -17,12 +17,14 @@ give the paper's GATE / GATE+LT ablation (Fig. 6).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
+from .base import check_range, join_stream, split_stream
 from .vpt import VPTOptions, VPTShallow
 
 
@@ -43,6 +45,17 @@ class GateVPTOptions(VPTOptions):
     #: clamp range applied before every forward (official TEMP_MIN / TEMP_MAX)
     temp_min: float = 0.01
     temp_max: float = 10.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("num_gates", self.num_gates, self.num_gates >= -1,
+                    "-1 (all blocks but the last) or a number of blocks >= 0")
+        check_range("gate_init", self.gate_init, math.isfinite(self.gate_init), "a finite number")
+        if self.learn_temp:
+            check_range("temp_init", (self.temp_min, self.temp_init, self.temp_max),
+                        0 < self.temp_min <= self.temp_init <= self.temp_max,
+                        "0 < temp_min <= temp_init <= temp_max (the values shown are "
+                        "temp_min, temp_init, temp_max)")
 
 
 class GateVPT(VPTShallow):
@@ -84,6 +97,6 @@ class GateVPT(VPTShallow):
             # ungated block: nothing to rebuild (tested on the index, not with `p is p_out`:
             # a tensor identity test breaks the torch.compile graph at every block, torch 2.1)
             return x_out
-        p_out = self.prompt_slice(x_out)
+        cls, p_out, rest = split_stream(x_out, self.num_extra)  # views; one backward node
         p = self.combine_prompts(i, self.prompt_slice(x_in), p_out)
-        return torch.cat([x_out[:, :1], p, x_out[:, 1 + self.num_extra:]], dim=1)
+        return join_stream(cls, p, rest)

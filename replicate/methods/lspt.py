@@ -1,12 +1,12 @@
 """LSPT: Long-term Spatial Prompt Tuning (Mo et al., arXiv 2402.17406) -- a RECONSTRUCTION.
 
-The paper's method section could not be read (see ``papers/lspt/README.md`` and
-``shared/notes/lspt.md``).  What the sources state: LSPT builds on GateVPT (its Eqs. 1-3 equal
+The paper's method section is in none of the available sources (``papers/lspt/README.md``
+lists them, with what each states).  What the sources state: LSPT builds on GateVPT (its Eqs. 1-3 equal
 GaPT's Eqs. 4-5, OpenReview reviewer 3), adds "the average embedding of patch tokens to the
 output prompts" (spatial coding, CSPC/GSPC; reviewer 1) and a single-layer LSTM shared across
 blocks that carries prompt information from early blocks to late ones (long-term prompt
 coding, LPC; reviewers 1 and 4, sciencestack summary).  Everything else here is a choice, exposed
-as an option below with the note's recommended reading as the default (variant A):
+as an option below, with the README's reading as the default (variant A):
 
     for a coded block l (default: the blocks GateVPT gates, 1..L-1):
         m   = mean of the block's output patch tokens                   (B, 1, D)   [spatial]
@@ -31,6 +31,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
+from .base import check_choice, check_range, join_stream, split_stream
 from .gatevpt import GateVPT, GateVPTOptions
 
 #: ``spatial_tokens`` values -> which tokens of a block's output are averaged
@@ -80,9 +81,26 @@ class LSPTOptions(GateVPTOptions):
     coded_blocks: str = "gates"
     #: gate_then_lstm (A: GateVPT gate, then LSTM) | lstm_replaces_gate (B: needs gate=False)
     coupling: str = "gate_then_lstm"
-    #: replace (next prompts = W_out h, the note's reading) | residual (next prompts = u + W_out h)
+    #: replace (next prompts = W_out h, the default reading) | residual (next prompts = u + W_out h)
     #: [CHOICE, not in any source; a hedge for the reconstruction]
     lstm_output: str = "replace"
+
+    def validate(self) -> None:
+        super().validate()
+        for key, allowed in (("spatial_tokens", tuple(SPATIAL_TOKENS)),
+                             ("spatial_where", tuple(SPATIAL_WHERE)),
+                             ("spatial_scale", SPATIAL_SCALES), ("lstm_init", LSTM_INITS),
+                             ("coded_blocks", CODED_BLOCKS), ("coupling", COUPLINGS),
+                             ("lstm_output", LSTM_OUTPUTS)):
+            check_choice(key, getattr(self, key), allowed)
+        check_range("lstm_hidden", self.lstm_hidden,
+                    self.lstm_hidden == -1 or self.lstm_hidden >= 1, "-1 (= D) or >= 1")
+        if self.coupling == "lstm_replaces_gate":  # variant B has no scalar gate, needs the LSTM
+            check_range("gate", self.gate, not self.gate,
+                        "False with coupling='lstm_replaces_gate' (variant B has no scalar "
+                        "gate): set gate=False")
+            check_range("lstm", self.lstm, self.lstm,
+                        "True with coupling='lstm_replaces_gate': set lstm=True")
 
 
 def lstm_param_count(embed_dim: int, hidden: int) -> int:
@@ -144,18 +162,23 @@ class LSPT(GateVPT):
     def is_coded(self, i: int) -> bool:
         return i < self.num_coded
 
-    def spatial_mean(self, x_out: torch.Tensor) -> torch.Tensor:
-        """Mean embedding (B, 1, D) of the tokens ``spatial_tokens`` selects from a block output."""
-        p = self.num_extra
+    def spatial_mean(self, x_out: torch.Tensor,
+                     parts: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """Mean embedding (B, 1, D) of the tokens ``spatial_tokens`` selects from a block output.
+        ``parts``: x_out's (CLS, patches) views when the caller has split it already (one
+        backward node for the whole stream, ``base.split_stream``)."""
         how = self.opts.spatial_tokens
+        if how == "all":
+            return x_out.mean(dim=1, keepdim=True)
+        cls, _, rest = split_stream(x_out, self.num_extra) if parts is None else \
+            (parts[0], None, parts[1])
         if how == "patches":
-            return x_out[:, 1 + p:].mean(dim=1, keepdim=True)
-        if how == "patches_cls":
-            return torch.cat([x_out[:, :1], x_out[:, 1 + p:]], dim=1).mean(dim=1, keepdim=True)
-        return x_out.mean(dim=1, keepdim=True)
+            return rest.mean(dim=1, keepdim=True)
+        return torch.cat([cls, rest], dim=1).mean(dim=1, keepdim=True)
 
-    def _scaled_mean(self, i: int, x_out: torch.Tensor) -> torch.Tensor:
-        m = self.spatial_mean(x_out)
+    def _scaled_mean(self, i: int, x_out: torch.Tensor,
+                     parts: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        m = self.spatial_mean(x_out, parts)
         if self.opts.spatial_scale != "none":
             m = self.spatial_scale[i].to(m.dtype) * m
         return m
@@ -183,10 +206,12 @@ class LSPT(GateVPT):
         return u + out if self.opts.lstm_output == "residual" else out
 
     def code_prompts(self, i: int, x_out: torch.Tensor, p_in: torch.Tensor,
-                     p_out: torch.Tensor) -> torch.Tensor:
-        """The prompts block i+1 receives after a coded block i."""
+                     p_out: torch.Tensor,
+                     parts: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """The prompts block i+1 receives after a coded block i (``parts``: x_out's (CLS,
+        patches) views, see :meth:`spatial_mean`)."""
         o = self.opts
-        m = self._scaled_mean(i, x_out) if o.spatial else None
+        m = self._scaled_mean(i, x_out, parts) if o.spatial else None
         if o.coupling == "lstm_replaces_gate":
             u = p_out if m is None else p_out + m
         else:
@@ -210,6 +235,6 @@ class LSPT(GateVPT):
             # nothing coded and no gate: GateVPT's own shortcut, decided from the options (a
             # `p is p_out` identity test breaks the torch.compile graph at every block)
             return x_out
-        p_out = self.prompt_slice(x_out)
-        p = self.code_prompts(i, x_out, self.prompt_slice(x_in), p_out)
-        return torch.cat([x_out[:, :1], p.to(x_out.dtype), x_out[:, 1 + self.num_extra:]], dim=1)
+        cls, p_out, rest = split_stream(x_out, self.num_extra)  # views; one backward node
+        p = self.code_prompts(i, x_out, self.prompt_slice(x_in), p_out, (cls, rest))
+        return join_stream(cls, p.to(x_out.dtype), rest)

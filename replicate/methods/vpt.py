@@ -5,6 +5,12 @@ Follows KMnP/vpt ``src/models/vit_prompt/vit.py`` (and GatedPromptTuning's copie
 embedding, 'random' init U(-v, v) with v = sqrt(6 / (3*patch_area + D)), dropout on the prompt
 embeddings wherever they are inserted, and for VPT-deep a fresh prompt set per block that
 *replaces* the previous block's prompt outputs.
+
+Prompt assembly (VPT-deep here, GateVPT and LSPT after each gated block) splits the residual
+stream once into (CLS, prompts, patches) views and joins it once (``base.split_stream`` /
+``join_stream``): one backward node writes the stream's gradient, where three slices would each
+send a zero-padded gradient of the whole stream through backward to be added up.  Values and
+gradients are bit-identical to slicing (``tests/test_prompt_assembly.py``).
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from .base import BaseOptions, PromptMethod, prompt_init_bound
+from .base import BaseOptions, PromptMethod, check_range, join_stream, prompt_init_bound, split_stream
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,12 @@ class VPTOptions(BaseOptions):
     #: dropout on prompt embeddings (VPT default 0.0; GateVPT's run.sh and VPT's released
     #: hyper-parameters use 0.1)
     prompt_dropout: float = 0.1
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("num_prompts", self.num_prompts, self.num_prompts >= 1, "an integer >= 1")
+        check_range("prompt_dropout", self.prompt_dropout, 0 <= self.prompt_dropout < 1,
+                    "in [0, 1)")
 
 
 class VPTShallow(PromptMethod):
@@ -62,4 +74,5 @@ class VPTDeep(VPTShallow):
         if i == 0:
             return x
         p = self.prompt_dropout(self.deep_prompt_embeddings[i - 1].expand(x.shape[0], -1, -1))
-        return torch.cat([x[:, :1], p.to(x.dtype), x[:, 1 + self.num_extra:]], dim=1)
+        cls, _, rest = split_stream(x, self.num_extra)  # the old prompts get no gradient
+        return join_stream(cls, p.to(x.dtype), rest)

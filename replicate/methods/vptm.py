@@ -1,6 +1,7 @@
 """VPTM: visual prompt learning as masked visual token modeling (Liao et al., arXiv 2303.04998;
-Artificial Intelligence 348, 2025).  RECONSTRUCTION: the paper body could not be read; every
-default below is the recommended choice of ``shared/notes/vptm.md`` (see papers/vptm/README.md).
+Artificial Intelligence 348, 2025).  RECONSTRUCTION: the paper body is in none of the available
+sources; every default below is a choice, listed with its reason in papers/vptm/README.md
+("Every reconstructed choice").
 
 Forward pass (on a frozen BEiT v2 MIM backbone, :mod:`replicate.backbones.beit`):
 

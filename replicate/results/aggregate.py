@@ -31,7 +31,7 @@ from .published import ADE20K_TASKS, FGVC_ORDER, fgvc_tasks, task_tables, vtab_g
 
 CELL = ["paper", "stage", "backbone", "method", "benchmark", "group", "task", "metric"]
 COLUMNS = CELL + ["kind", "mean", "std", "min", "max", "n", "seeds", "complete", "members",
-                  "smoke", "protocol", "commit", "environment", "device", "trainable_params",
+                  "smoke", "protocol", "precision", "commit", "environment", "device", "trainable_params",
                   "selected_epoch", "note"]
 _BENCH_ORDER = {"fgvc": 0, "vtab1k": 1, "ade20k": 2}
 
@@ -103,7 +103,8 @@ def _task_cells(runs: pd.DataFrame) -> List[dict]:
         out.append({**dict(zip(CELL, key)), "kind": "task", "mean": mean, "std": std,
                     "min": lo, "max": hi, "n": len(g), "seeds": ";".join(map(str, seeds)),
                     "complete": True, "members": "", "smoke": bool(g["smoke"].any()),
-                    "protocol": _join(g["protocol"]), "commit": _join(g["commit"]),
+                    "protocol": _join(g["protocol"]), "precision": _join(g["precision"]),
+                    "commit": _join(g["commit"]),
                     "environment": _join(g["environment"]), "device": _join(g["device"]),
                     "trainable_params": _join(g["trainable_params"]),
                     "selected_epoch": _join(g["selected_epoch"]), "note": note,
@@ -136,8 +137,8 @@ def _aggregate_row(base: dict, kind: str, members: Sequence[str], parts: Dict[st
            "note": ""}
     rows = [parts[m] for m in present]
     row["smoke"] = any(r["smoke"] for r in rows)
-    for col in ("protocol", "commit", "environment", "device", "trainable_params",
-                "selected_epoch"):
+    for col in ("protocol", "precision", "commit", "environment", "device",
+                "trainable_params", "selected_epoch"):
         row[col] = _join(p for r in rows for p in r[col].split(";"))
     if not row["complete"]:
         missing = [m for m in members if m not in parts]

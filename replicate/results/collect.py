@@ -5,8 +5,8 @@ Reads ``RUNS_ROOT/<paper>/<stage>/<run_id>/record.json`` (format: docs/contribut
 (replicate.seg.run: mmengine work dirs; their stage is the record's ``stage``), and never
 writes anything, so collecting twice gives the same table.  Run
 directories without a usable record are not dropped: :func:`collect_unfinished` lists them
-(``failed`` = failed.json holds the traceback, ``started`` = no record yet, ``invalid`` = the
-record lacks the reported metric).
+(``failed`` = failed.json holds the traceback, or record.json is damaged (truncated, not
+JSON); ``started`` = no record yet; ``invalid`` = the record lacks the reported metric).
 
 Reported value: classification records give ``metrics['test_top1']`` (metric ``top1``; task =
 the record's task).  Segmentation records (benchmark ``ade20k``) give one row per
@@ -29,7 +29,8 @@ COLUMNS = ("paper", "stage", "backbone", "method", "benchmark", "group", "task",
            "seed", "value", "smoke", "protocol", "run_id", "run_dir", "experiment",
            "method_type", "backbone_name", "commit", "environment", "device",
            "trainable_params", "selected_epoch", "lr", "wd", "batch_size", "epochs",
-           "precision", "finished", "wall_time_s", "images_per_s")
+           "precision", "finished", "wall_time_s", "images_per_s", "selected_lr",
+           "selected_wd", "selection_val_top1", "paper_lr", "skipped_diverged")
 SORT = ["paper", "stage", "backbone", "method", "benchmark", "group", "task", "metric", "seed",
         "run_id"]
 UNFINISHED_COLUMNS = ("paper", "stage", "run_id", "run_dir", "state", "detail")
@@ -65,9 +66,25 @@ def _read_json(path: Path) -> dict:
         with open(path) as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as e:
-        raise CollectError(f"{path}: unreadable record ({e}); records are written atomically, "
-                           f"so this file was edited or truncated by hand: delete its run "
-                           f"directory and re-run the stage") from None
+        raise CollectError(f"{path}: unreadable ({type(e).__name__}: {e}); run files are "
+                           f"written atomically, so it was truncated or edited afterwards: "
+                           f"delete it and re-run the stage (the run resumes from its last "
+                           f"checkpoint)") from None
+
+
+def _failed_detail(failed: Path) -> str:
+    """The error a failed.json records (its last traceback line when it has no message)."""
+    try:
+        info = _read_json(failed)
+    except CollectError as e:
+        return str(e)
+    if not isinstance(info, dict):
+        return f"{failed} is not a JSON object"
+    detail = str(info.get("error") or info.get("exception") or "").strip()
+    if not detail:
+        tb = str(info.get("traceback", "")).strip().splitlines()
+        detail = tb[-1] if tb else "see failed.json"
+    return detail
 
 
 def environment_string(env) -> str:
@@ -93,11 +110,22 @@ def _values(rec: dict) -> Tuple[List[Tuple[str, str, float]], Optional[str]]:
     return [(rec["task"], "top1", float(m["test_top1"]))], None
 
 
+def _cell_method(rec: dict) -> str:
+    """The record's method as its cell names it (``cell.method``), else its ``method``."""
+    cell = rec.get("cell")
+    return str(cell["method"]) if isinstance(cell, dict) and cell.get("method") \
+        else rec["method"]
+
+
 def _row(rec: dict, stage: str, run_dir: Path, runs_root: Path, task: str, metric: str,
          value: float) -> dict:
+    tags = rec.get("tags") or {}
     return {
         "paper": rec["paper"], "stage": stage, "backbone": rec["backbone"],
-        "method": rec["method"], "benchmark": rec["benchmark"], "group": rec.get("group") or "",
+        # the cell's method names the variant (lspt_lstm_only ...); the method *type* is shared
+        # by variants, and keying on it merged them into one cell ("duplicate seeds")
+        "method": _cell_method(rec), "benchmark": rec["benchmark"],
+        "group": rec.get("group") or "",
         "task": task, "metric": metric, "seed": int(rec["seed"]), "value": value,
         "smoke": bool(rec.get("smoke", False)), "protocol": rec.get("protocol") or "",
         "run_id": rec["run_id"], "run_dir": run_dir.relative_to(runs_root).as_posix(),
@@ -109,6 +137,10 @@ def _row(rec: dict, stage: str, run_dir: Path, runs_root: Path, task: str, metri
         "batch_size": rec.get("batch_size"), "epochs": rec.get("epochs"),
         "precision": rec.get("precision", ""), "finished": rec.get("finished", ""),
         "wall_time_s": rec.get("wall_time_s"), "images_per_s": rec.get("images_per_s"),
+        # final runs of a search: what the selection chose and skipped (sweep.plan_final tags)
+        "selected_lr": tags.get("selected_lr"), "selected_wd": tags.get("selected_wd"),
+        "selection_val_top1": tags.get("val_top1"), "paper_lr": tags.get("paper_lr"),
+        "skipped_diverged": "; ".join(tags.get("skipped_diverged") or ()),
     }
 
 
@@ -121,17 +153,21 @@ def _scan(runs_root: Path, paper: str, stages: Sequence[str]):
         if not rec_path.is_file():
             failed = run_dir / "failed.json"
             if failed.is_file():
-                info = _read_json(failed)
-                detail = str(info.get("error") or info.get("exception") or "").strip()
-                if not detail:
-                    tb = str(info.get("traceback", "")).strip().splitlines()
-                    detail = tb[-1] if tb else "see failed.json"
-                unfinished.append({**base, "state": "failed", "detail": detail})
+                unfinished.append({**base, "state": "failed", "detail": _failed_detail(failed)})
             else:
                 unfinished.append({**base, "state": "started",
                                    "detail": "no record.json yet (running, queued or interrupted)"})
             continue
-        rec = _read_json(rec_path)
+        try:
+            rec = _read_json(rec_path)
+        except CollectError as e:  # a damaged record is a failed run, listed with its reason
+            unfinished.append({**base, "state": "failed", "detail": str(e)})
+            continue
+        if not isinstance(rec, dict):
+            unfinished.append({**base, "state": "failed",
+                               "detail": f"{rec_path} is not a JSON object: delete it and re-run "
+                                         f"the stage"})
+            continue
         missing = [k for k in _REQUIRED if k not in rec]
         if missing:
             unfinished.append({**base, "state": "invalid",

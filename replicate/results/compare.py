@@ -1,4 +1,5 @@
-"""Reproduced cells vs published cells: Δ and a status per cell (DESIGN.md 'Reporting rule').
+"""Reproduced cells vs published cells: Δ and a status per cell (docs/contributing.md, 'Reporting
+rule').
 
 Status of a (stage, backbone, method, benchmark, group, task, metric) cell:
 
@@ -6,14 +7,15 @@ Status of a (stage, backbone, method, benchmark, group, task, metric) cell:
   reproduced, whatever Δ is.
 * ``reproduced``: |Δ| <= max(tolerance, 2 * std over seeds), Δ = reproduced mean - published;
   tolerance from the records' protocol (``replicate.protocol.get(pid).tolerance``: 0.5 per FGVC
-  dataset, 1.0 per VTAB-1k task; ADE20K 1.0 mIoU by DESIGN.md when no protocol is registered).
+  dataset, 1.0 per VTAB-1k task; ADE20K 1.0 mIoU, :data:`DEFAULT_TOLERANCE`, when no protocol is
+  registered).
 * ``not reproduced``: otherwise.
 * ``missing``: a published cell without runs (or a group mean whose member tasks are not all run).
 * ``reproduced-only``: runs, but the paper prints no number for this cell although it reports
   this method on this benchmark (e.g. per-task VTAB-1k: GateVPT prints only group means).
 * ``published value unavailable``: the paper has no published number for this method on this
-  benchmark at all (LSPT's and VPTM's own methods: their tables could not be read), with the
-  reason.
+  benchmark at all (LSPT's and VPTM's own methods: their tables are in no available source),
+  with the reason.
 
 :func:`check_published` verifies that the aggregates printed in a published table follow from its
 per-task values (FGVC AVG = mean of 5; VTAB AVG = (7*Nat + 4*Spec + 8*Struct)/19) and that a
@@ -21,18 +23,19 @@ cell printed in two tables has one value.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Dict, Tuple
+from typing import Tuple
 
 import numpy as np
 import pandas as pd
 
+from .. import papers
 from .. import protocol as protocols
 from .aggregate import sort_cells
 from .published import CELL_KEY, FGVC_ORDER, cells, vtab_groups
 
-#: DESIGN.md start values, used only when a record's protocol is not registered
+#: per-benchmark tolerances (docs/contributing.md 'Reporting rule'), used only when a record's
+#: protocol is not registered
 DEFAULT_TOLERANCE = {"fgvc": 0.5, "vtab1k": 1.0, "ade20k": 1.0}
 
 STATUSES = ("reproduced", "not reproduced", "missing", "reproduced-only",
@@ -41,50 +44,23 @@ STATUSES = ("reproduced", "not reproduced", "missing", "reproduced-only",
 COLUMNS = ["stage", "backbone", "method", "benchmark", "group", "task", "metric", "kind",
            "table", "published", "published_text", "mean", "std", "min", "max", "n", "delta",
            "tolerance", "tolerance_source", "threshold", "status", "reason", "cell_note",
-           "protocol", "smoke"]
+           "measured_by", "protocol", "precision", "smoke"]
 
 
-@dataclass(frozen=True)
-class PaperInfo:
-    key: str
-    title: str
-    #: the implementation is reconstructed from incomplete sources (no paper text / code)
-    reconstruction: bool
-    #: stated at the top of the report
-    status_note: str
-    #: why the paper's own methods have no published value (empty: they have one)
-    unavailable_reason: str
-    #: method labels (prefixes) that are the paper's own methods
-    own_methods: Tuple[str, ...]
+def measured_under(key: str) -> str:
+    """Who measured a published value (published.csv ``measured_by``) and under which
+    protocol, in words: each paper folder's ``MEASURED_BY`` (paper.py), merged."""
+    return papers.measured_by_texts().get(key, key)
 
 
-PAPERS: Dict[str, PaperInfo] = {
-    "gatevpt": PaperInfo(
-        "gatevpt", "GateVPT / Gated Prompt Tuning (Yoo et al., ICML 2023, arXiv 2306.05067)",
-        False, "Published values transcribed from the paper's Tables 1-4 and 7 "
-               "(papers/gatevpt/published.csv).", "", ("gatevpt",)),
-    "lspt": PaperInfo(
-        "lspt", "LSPT: Long-term Spatial Prompt Tuning (Mo et al., arXiv 2402.17406)", True,
-        "The LSPT implementation is a RECONSTRUCTION: no public code exists and the paper's "
-        "method section, implementation details and tables could not be read here "
-        "(papers/lspt/README.md lists what is sourced and what is reconstructed). Its "
-        "published.csv holds only the baseline rows LSPT's Tables 1-2 share with GateVPT.",
-        "no LSPT number has been read in the LSPT paper (its tables could not be obtained), so "
-        "there is nothing to compare with; see papers/lspt/README.md", ("lspt",)),
-    "vptm": PaperInfo(
-        "vptm", "VPTM: visual prompt learning as masked visual token modeling "
-                "(Liao et al., arXiv 2303.04998)", True,
-        "The VPTM implementation is a RECONSTRUCTION: no public code exists and the paper body "
-        "(method details, benchmarks, tables) could not be read here (papers/vptm/README.md). "
-        "Its published.csv is empty by design; VPTM is compared with the same-backbone "
-        "baselines measured here.",
-        "the VPTM paper's result tables could not be read, so papers/vptm/published.csv has no "
-        "rows; see papers/vptm/README.md", ("vptm",)),
-}
+#: a paper's title, reconstruction status, own methods, ... read from ``papers/<p>/paper.py``
+PaperInfo = papers.PaperInfo
 
 
 def paper_info(paper: str) -> PaperInfo:
-    return PAPERS.get(paper, PaperInfo(paper, paper, False, "", "", (paper,)))
+    """The metadata of ``paper`` discovered under the papers root (``$REPLICATE_PAPERS``);
+    defaults for a key without a folder."""
+    return papers.info(paper)
 
 
 def tolerance_for(protocol_ids: str, benchmark: str) -> Tuple[float, str]:
@@ -102,7 +78,7 @@ def tolerance_for(protocol_ids: str, benchmark: str) -> Tuple[float, str]:
         return tol, f"protocol {pid}"
     tol = DEFAULT_TOLERANCE.get(benchmark, 1.0)
     why = f"protocol {'/'.join(unknown)} not registered" if unknown else "no protocol in records"
-    return tol, f"DESIGN.md default ({why})"
+    return tol, f"benchmark default ({why})"
 
 
 def _num(x) -> float:
@@ -110,7 +86,7 @@ def _num(x) -> float:
 
 
 def _is_own(method: str, info: PaperInfo) -> bool:
-    return any(method == p or method.startswith(p + "_") for p in info.own_methods)
+    return info.is_own(method)
 
 
 def compare(reproduced: pd.DataFrame, published: pd.DataFrame, paper: str) -> pd.DataFrame:
@@ -149,11 +125,13 @@ def _row(stage: str, key: tuple, p, r, info: PaperInfo, method_published: bool,
                 "mean": np.nan, "std": np.nan, "min": np.nan, "max": np.nan, "n": 0,
                 "delta": np.nan, "tolerance": np.nan, "tolerance_source": "",
                 "threshold": np.nan,
-                "protocol": "", "smoke": False, "reason": "",
+                "measured_by": p.get("measured_by", "") if p is not None else "",
+                "protocol": "", "precision": "", "smoke": False, "reason": "",
                 "cell_note": r["note"] if r is not None else ""})
     if r is not None:
         row.update({k: _num(r[k]) for k in ("mean", "std", "min", "max")})
-        row.update({"n": int(r["n"]), "protocol": r["protocol"], "smoke": bool(r["smoke"])})
+        row.update({"n": int(r["n"]), "protocol": r["protocol"], "smoke": bool(r["smoke"]),
+                    "precision": r.get("precision", "")})
     have_runs = r is not None and bool(r["complete"]) and not np.isnan(row["mean"])
     if p is not None and have_runs:
         row["delta"] = row["mean"] - row["published"]

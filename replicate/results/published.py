@@ -11,6 +11,7 @@ Header (exactly these columns)::
 * ``task``: a dataset of the benchmark; or an aggregate as printed: ``mean`` (FGVC AVG, VTAB
   overall AVG with ``group`` empty), ``group_mean`` (VTAB, ``group`` = natural | specialized |
   structured); ADE20K: ``miou_ss`` | ``miou_ms``.
+* ``measured_by`` (optional 13th column): who measured the value, when not the paper itself.
 * One row per printed cell: the same (paper, table, backbone, method, benchmark, group, task,
   metric) twice is an error.  The same cell printed in two tables (e.g. GateVPT's Table 4 repeats
   Table 1 cells) is allowed; :func:`cells` keeps one and the comparison checks they agree.
@@ -32,6 +33,10 @@ import pandas as pd
 
 COLUMNS = ("paper", "table", "page", "backbone", "method", "benchmark", "group", "task",
            "metric", "value", "source", "note")
+#: optional last column: the paper whose authors measured the value (e.g. ``vpt`` for a row
+#: GateVPT copied from VPT with a dagger); empty or absent = the row's own paper.  It decides
+#: under which protocol the row is reproduced and is shown per row in the comparison.
+MEASURED_BY = "measured_by"
 HEADER = COLUMNS  # alias
 REQUIRED = ("paper", "table", "page", "backbone", "method", "benchmark", "task", "metric",
             "value", "source")
@@ -158,23 +163,28 @@ def load_published(path: Path, paper: Optional[str] = None) -> pd.DataFrame:
         except StopIteration:
             raise PublishedError(f"{path} line 1: empty file; expected the header "
                                  f"{','.join(COLUMNS)}") from None
-        if tuple(h.strip() for h in header) != COLUMNS:
+        header = tuple(h.strip() for h in header)
+        if header not in (COLUMNS, COLUMNS + (MEASURED_BY,)):
             missing = [c for c in COLUMNS if c not in header]
-            extra = [c for c in header if c not in COLUMNS]
+            extra = [c for c in header if c not in COLUMNS + (MEASURED_BY,)]
             raise PublishedError(
                 f"{path} line 1: wrong columns (missing: {missing or '-'}, unexpected: "
-                f"{extra or '-'}); the header must be exactly {','.join(COLUMNS)}")
+                f"{extra or '-'}); the header must be exactly {','.join(COLUMNS)} "
+                f"(optionally followed by {MEASURED_BY})")
         start = reader.line_num
         for fields in reader:
             line = start + 1
             start = reader.line_num
             if not fields or all(not x.strip() for x in fields):
                 continue
-            if len(fields) != len(COLUMNS):
+            if len(fields) != len(header):
                 raise PublishedError(f"{path} line {line}: {len(fields)} fields, expected "
-                                     f"{len(COLUMNS)} (quote fields that contain commas); {fix}")
-            row = {c: x.strip() for c, x in zip(COLUMNS, fields)}
+                                     f"{len(header)} (quote fields that contain commas); {fix}")
+            row = {c: x.strip() for c, x in zip(header, fields)}
+            row[MEASURED_BY] = row.get(MEASURED_BY) or row["paper"]
             problem = _check_row(row, vtab)
+            if problem is None and not _IDENT.match(row[MEASURED_BY]):
+                problem = f"{MEASURED_BY} '{row[MEASURED_BY]}' is not a lower-case paper key"
             if problem is None and paper is not None and row["paper"] != paper:
                 problem = f"paper '{row['paper']}' in the table of paper '{paper}'"
             if problem:
@@ -189,7 +199,7 @@ def load_published(path: Path, paper: Optional[str] = None) -> pd.DataFrame:
             row["value"] = float(row["value"])
             row["line"] = line
             rows.append(row)
-    cols = list(COLUMNS) + ["value_text", "line"]
+    cols = list(COLUMNS) + [MEASURED_BY, "value_text", "line"]
     df = pd.DataFrame(rows, columns=cols)
     df["value"] = df["value"].astype(float)
     df["line"] = df["line"].astype(int)

@@ -3,19 +3,25 @@
     python -m replicate.results.report --paper gatevpt --runs-root $RUNS_ROOT --out results \\
         --published papers/gatevpt/published.csv
 
-For LSPT the report also puts LSPT's reproduced numbers beside GateVPT's reproduced and
-published numbers on the same cells (the baseline paper defaults to gatevpt, its runs to the
-same RUNS_ROOT and its published table to papers/gatevpt/published.csv next to LSPT's).
+A paper that builds on another (``BUILDS_ON`` in its ``papers/<p>/paper.py``; LSPT -> GateVPT)
+also gets its reproduced numbers beside that paper's reproduced and published numbers on the
+same cells (the baseline paper defaults to ``BUILDS_ON``, its runs to the same RUNS_ROOT and its
+published table to ``papers/<BUILDS_ON>/published.csv`` next to the paper's).
 
 Everything written is a function of the run records and the published table (plus the
 'Generated at', 'Commit' and 'Command' header lines), so re-running gives the same files.
+The inputs are read and checked first, the files written into a staging folder, then each moved
+into place with one rename: an error never leaves a half-written report.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -25,12 +31,11 @@ import pandas as pd
 
 from .aggregate import aggregate
 from .collect import DEFAULT_STAGES, CollectError, collect
-from .compare import STATUSES, check_published, compare, paper_info, vtab_mean_rule
+from .compare import (STATUSES, check_published, compare, measured_under, paper_info,
+                      vtab_mean_rule)
 from .figures import plot_comparison
 from .published import CELL_KEY, cells, load_published
 
-#: for a reconstructed paper: the paper whose method it extends, shown beside it
-BASELINE_PAPER = {"lspt": "gatevpt"}
 BENCH_TITLES = {"fgvc": "FGVC", "vtab1k": "VTAB-1k", "ade20k": "ADE20K"}
 
 
@@ -121,6 +126,12 @@ def _status_lines(paper: str, comp: pd.DataFrame, runs: pd.DataFrame,
         lines.append("- Not finished: " + ", ".join(f"{int(c[s])} {s}" for s in
                                                     ("failed", "started", "invalid") if s in c)
                      + " (listed under 'Failed and unfinished runs').")
+    if not runs.empty:
+        per_run = runs.drop_duplicates("run_id")
+        prec = per_run["precision"].replace("", "unrecorded").value_counts()
+        lines.append("- Precision of the runs: " + ", ".join(f"{k} ({int(v)} runs)"
+                                                            for k, v in prec.items())
+                     + " (fp32+tf32: float32 with TF32 matmuls on CUDA, as the official code).")
     lines.append(f"- Published values: {len(published)} rows in the published table.")
     counts = comp["status"].value_counts() if not comp.empty else pd.Series(dtype=int)
     lines.append("- Cells: " + (", ".join(f"{s} {int(counts[s])}" for s in STATUSES
@@ -152,13 +163,24 @@ def _benchmark_sections(comp: pd.DataFrame) -> List[str]:
         rows = []
         for _, r in df.iterrows():
             rows.append([r["backbone"], r["method"], _where(r), r["table"],
-                         r["published_text"], _ours(r), _f(r["delta"], signed=True),
+                         r["published_text"], r["measured_by"], _ours(r),
+                         _ours_protocol(r), _f(r["delta"], signed=True),
                          _f(r["threshold"]), r["status"], _note(r)])
         lines += _md_table(["backbone", "method", "cell", "table", "published",
-                            "ours mean ± std (n)", "Δ", "max(tol, 2·std)", "status", "note"],
-                           rows)
+                            "measured by", "ours mean ± std (n)", "our protocol, precision",
+                            "Δ", "max(tol, 2·std)", "status", "note"], rows)
         lines.append("")
+        keys = sorted({k for k in df["measured_by"] if k})
+        if keys:
+            lines += ["'measured by': " + "; ".join(f"`{k}` = {measured_under(k)}"
+                                                    for k in keys) + ".", ""]
     return lines
+
+
+def _ours_protocol(r) -> str:
+    """The protocol(s) and precision(s) our runs of a cell used."""
+    parts = [x for x in (str(r.get("protocol") or ""), str(r.get("precision") or "")) if x]
+    return ", ".join(parts)
 
 
 def _note(r) -> str:
@@ -205,8 +227,7 @@ def _beside_baseline(paper: str, rep: pd.DataFrame, base_rep: pd.DataFrame,
     title = f"## {paper.upper()} beside {base_paper} ({base_method}: ours and published)"
     if rep.empty:
         return [title, "", f"No finished {paper.upper()} runs yet.", ""]
-    own = rep[rep["method"].map(lambda m: any(m == p or m.startswith(p + "_")
-                                              for p in info.own_methods))]
+    own = rep[rep["method"].map(info.is_own)]
     own = own[own["complete"] & own["mean"].notna()]
     if own.empty:
         return [title, "", f"No finished {paper.upper()} runs yet.", ""]
@@ -284,6 +305,45 @@ def _cost_lines(runs: pd.DataFrame) -> List[str]:
                               "devices"], rows) + [""]
 
 
+def _environment_lines(runs: pd.DataFrame) -> List[str]:
+    """Where the numbers were computed: per stage and benchmark, the pinned environment
+    (replicate/environments.py), torch build and CUDA version of its finished runs."""
+    from ..environments import label_from_text
+
+    lines = ["## Environments", ""]
+    if runs.empty or "environment" not in runs:
+        return lines + ["No finished runs.", ""]
+    rows = []
+    per_run = runs.drop_duplicates("run_id")
+    for (stage, bench), g in per_run.groupby(["stage", "benchmark"], sort=True):
+        counts = g["environment"].map(label_from_text).value_counts()
+        rows.append([stage, bench, "; ".join(f"{lab}: {n} run(s)"
+                                             for lab, n in sorted(counts.items()))])
+    return lines + _md_table(["stage", "benchmark", "environment (runs)"], rows) + [""]
+
+
+def _selection_lines(runs: pd.DataFrame) -> List[str]:
+    """Per searched config: the lr/wd the search selected on val, the paper's own lr where it
+    prints one, and the grid points skipped because they diverged."""
+    if runs.empty or "selected_lr" not in runs:
+        return []
+    fin = runs[runs["selected_lr"].notna()].drop_duplicates("experiment")
+    if fin.empty:
+        return []
+    rows = [[r["backbone"], r["method"], BENCH_TITLES.get(r["benchmark"], r["benchmark"]),
+             r["task"], f"{r['selected_lr']:g}", f"{r['selected_wd']:g}",
+             _f(r["selection_val_top1"]),
+             f"{r['paper_lr']:g}" if pd.notna(r["paper_lr"]) else "—",
+             r["skipped_diverged"] or "none"]
+            for _, r in fin.iterrows()]
+    return (["## Search: selected hyper-parameters", "",
+             "Selected on val (last-epoch top-1, ties to the smaller lr); grid points whose loss "
+             "turned non-finite are skipped, as the official tune scripts skip them.", ""]
+            + _md_table(["backbone", "method", "benchmark", "task", "selected lr",
+                         "selected wd", "val top-1", "paper's lr", "skipped (diverged)"], rows)
+            + [""])
+
+
 def _unfinished_lines(unfinished: pd.DataFrame) -> List[str]:
     lines = ["## Failed and unfinished runs", ""]
     if unfinished.empty:
@@ -303,8 +363,8 @@ def write_report(paper: str, runs_root: Path, out_dir: Path, published: Path,
 
     ``extra_context`` (all optional): ``command`` (shown as the command that produced the
     report), ``stages`` (default final, pinned), ``baseline_paper`` / ``baseline_runs_root`` /
-    ``baseline_published`` / ``baseline_method`` (LSPT: gatevpt, same RUNS_ROOT,
-    papers/gatevpt/published.csv, gatevpt; ``base_*`` spellings accepted), ``figures`` (False: skip the PNGs),
+    ``baseline_published`` / ``baseline_method`` (default: paper.py's BUILDS_ON, the same
+    RUNS_ROOT, papers/<BUILDS_ON>/published.csv, BASELINE_METHOD; ``base_*`` spellings accepted), ``figures`` (False: skip the PNGs),
     ``generated_at`` and ``commit`` (fixed header values, for tests).  Returns the written
     paths (``figures`` is a list)."""
     ctx = dict(extra_context or {})
@@ -322,6 +382,38 @@ def write_report(paper: str, runs_root: Path, out_dir: Path, published: Path,
 
     dest = out_dir if out_dir.name == paper else out_dir / paper
     dest.mkdir(parents=True, exist_ok=True)
+    # every file is written into a staging folder beside dest and moved in only when all of
+    # them exist: a failure on the way leaves the previous report whole, never half of each
+    stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.writing-"))
+    try:
+        paths = _write_files(paper, runs_root, out_dir, published, ctx, stage, pub, runs,
+                             unfinished, rep, comp, checks)
+        return _move_in(stage, dest, paths)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_in(stage: Path, dest: Path, paths: Dict[str, object]) -> Dict[str, object]:
+    """Move the staged files into ``dest`` (one atomic rename each, comparison.md last, as it
+    links the others); return their final paths."""
+    moved: Dict[str, object] = {}
+    for key in sorted(paths, key=lambda k: k == "comparison"):
+        value = paths[key]
+        finals = []
+        for p in (value if isinstance(value, list) else [value]):
+            final = dest / Path(p).relative_to(stage)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(p, final)
+            finals.append(final)
+        moved[key] = finals if isinstance(value, list) else finals[0]
+    return {k: moved[k] for k in paths}
+
+
+def _write_files(paper: str, runs_root: Path, out_dir: Path, published: Path, ctx: dict,
+                 dest: Path, pub: pd.DataFrame, runs: pd.DataFrame, unfinished: pd.DataFrame,
+                 rep: pd.DataFrame, comp: pd.DataFrame, checks: pd.DataFrame
+                 ) -> Dict[str, object]:
+    stages = tuple(ctx.get("stages", DEFAULT_STAGES))
     paths: Dict[str, object] = {}
     paths["reproduced"] = dest / "reproduced.csv"
     rep.to_csv(paths["reproduced"], index=False, float_format="%.4f", lineterminator="\n")
@@ -332,7 +424,8 @@ def write_report(paper: str, runs_root: Path, out_dir: Path, published: Path,
             if ctx.get("figures", True) else [])
     paths["figures"] = figs
 
-    base_paper = ctx.get("baseline_paper", BASELINE_PAPER.get(paper))
+    # the paper this one builds on (its paper.py BUILDS_ON, e.g. LSPT -> GateVPT), shown beside
+    base_paper = ctx.get("baseline_paper", info.builds_on)
     beside: List[str] = []
     if base_paper:
         base_runs_root = Path(ctx.get("baseline_runs_root") or runs_root)
@@ -346,7 +439,9 @@ def write_report(paper: str, runs_root: Path, out_dir: Path, published: Path,
         except CollectError as e:  # a missing baseline never hides the main report
             base_rep, err = None, [f"(baseline runs not read: {e})", ""]
         beside = _beside_baseline(paper, rep, base_rep, base_pub, base_paper,
-                                  ctx.get("baseline_method", base_paper)) + err
+                                  ctx.get("baseline_method")
+                                  or (info.baseline_method if base_paper == info.builds_on
+                                      else "") or base_paper) + err
 
     command = ctx.get("command") or default_command(paper, runs_root, out_dir, published, ctx)
     generated = ctx.get("generated_at") or time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -361,7 +456,9 @@ def write_report(paper: str, runs_root: Path, out_dir: Path, published: Path,
     lines += beside
     lines += _side_by_side(rep)
     lines += _consistency_lines(checks)
+    lines += _selection_lines(runs)
     lines += _cost_lines(runs)
+    lines += _environment_lines(runs)
     lines += _unfinished_lines(unfinished)
     if figs:
         lines += ["## Figures", ""]

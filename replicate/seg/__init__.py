@@ -17,9 +17,10 @@ from typing import Optional
 
 _IMPORT_ERROR: Optional[BaseException] = None
 
-INSTALL_HINT = ("the segmentation extra is not usable: install it with `make install-all` "
-                "(mmcv==2.1.0 built with ops, mmsegmentation==1.2.2, ftfy, regex; see "
-                "docs/contributing.md, 'Environment')")
+INSTALL_HINT = ("ADE20K runs in the segmentation environment (torch 2.1 + mmcv==2.1.0 built "
+                "with ops + mmsegmentation==1.2.2): `make install-seg` and use "
+                ".venv-seg/bin/python, or `conda env create -f environment-seg.yml` (README, "
+                "'Cluster workflow')")
 
 
 def _register() -> None:

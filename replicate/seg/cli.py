@@ -76,7 +76,8 @@ def cmd_seg_submit(args: argparse.Namespace) -> int:
     profile = launch.load_profile(args.cluster) if args.executor == "slurm" else None
     folder = root / "gatevpt" / "_submitit" / "ade20k"
     code = launch.snapshot_code(folder / "code") if args.executor == "slurm" else None
-    ex = launch.make_executor(args.executor, folder, profile, job_name="ade20k", code_dir=code)
+    ex = launch.make_executor(args.executor, folder, profile, job_name="ade20k", code_dir=code,
+                              environment="segmentation")  # mmseg: the torch 2.1 environment
     jobs = []
     with ex.batch():
         for p in plan:

@@ -198,6 +198,9 @@ SlurmdDebug=info
 $TRACK
 $ACCT
 JobCompType=jobcomp/none
+# jobs are not requeueable unless submitted with --requeue, as on many sites: the launcher
+# must pass --requeue itself (tests/test_launch_slurm.py checks that it does)
+JobRequeue=0
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=1
 SelectType=select/cons_tres

@@ -23,7 +23,8 @@ optim = dict(
     epochs=100,             # configs/base-prompt.yaml TOTAL_EPOCH
     warmup_epochs=10,       # configs/base-prompt.yaml WARMUP_EPOCH
     schedule='cosine')      # configs/base-prompt.yaml SCHEDULER
-train = dict(precision='auto', attention='sdpa')
+train = dict(precision='protocol',  # fp32 (+TF32 on CUDA) as the official code; bf16: opt-in
+             attention='sdpa')
 assumed = {
     'optim.epochs': 'paper silent; official configs/base-prompt.yaml TOTAL_EPOCH 100',
     'optim.warmup_epochs': 'paper silent; official configs/base-prompt.yaml WARMUP_EPOCH 10',
@@ -39,4 +40,6 @@ assumed = {
     'method.head_init': 'paper silent; official src/models/mlp.py (kaiming fan_out, bias -4.595)',
     'data.transform': 'paper silent; VPT/official src/data/transforms.py and tf_dataset.py',
     'seeds': 'paper silent (run.sh: seed 42 only); VPT final-run seeds 42,44,82,100,800',
+    'train.precision': 'paper silent; the official code trains in float32 (torch 1.7.1: TF32 '
+                       'matmuls on by default on Ampere GPUs)',
 }

@@ -1,18 +1,18 @@
 # VPTM (Liao et al., arXiv 2303.04998; Artificial Intelligence 348, 2025) -- RECONSTRUCTION.
-# The paper body could not be read: every method option and every training setting below is a
-# choice (shared/notes/vptm.md, tags [INFERRED]/[CHOICE]); each is listed in `assumed` with its
-# reason.  papers/vptm/README.md says what to check first against the paper.
+# The paper body is in none of the available sources: every method option and every training
+# setting below is a choice (papers/vptm/README.md, "Every reconstructed choice", rows 1-15); each
+# is listed in `assumed` with its reason.  The README says what to check first against the paper.
 paper = 'vptm'
 # BEiT v2 ViT-B/16 pt1k, 1600 ep, with mask_token + lm_head (file beitv2_base_patch16_224_pt1k.pth)
 backbone = dict(name='beitv2_base_patch16_224.pt1k', checkpoint=None)
 method = dict(
     type='vptm',
-    num_prompts=10,              # note section 4: m = 10 (VPT grid {1,5,10,50,100} in the length ablation)
-    deep=True,                   # note section 7 item 4: VPT-deep style
+    num_prompts=10,              # README choice 9: m = 10 (the length ablation covers {0,1,5,50,100})
+    deep=True,                   # README choice 8: VPT-deep style
     prompt_depth=-1,             # every block gets fresh prompts
-    token_order='prompts_mask',  # [CLS, prompts, MASK, patches] (note section 3)
-    extra_bias='cls',            # prompts/[MASK] take BEiT's CLS bias entries (note section 7 item 2)
-    verbalizer_input='logits',   # lm_head logits of [MASK] (note section 7 item 1)
+    token_order='prompts_mask',  # [CLS, prompts, MASK, patches] (README choice 6)
+    extra_bias='cls',            # prompts/[MASK] take BEiT's CLS bias entries (README choice 7)
+    verbalizer_input='logits',   # lm_head logits of [MASK] (README choice 1)
     logits_softmax=False,
     proto_dim=64,                # ProtoVerb mid_dim default (OpenPrompt prototypical_verbalizer.py)
     tau=0.1,
@@ -31,13 +31,14 @@ optim = dict(
     epochs=100,                  # VPT configs/base-prompt.yaml
     warmup_epochs=10,
     schedule='cosine')
-train = dict(precision='auto', attention='sdpa')
+train = dict(precision='protocol',  # fp32 (+TF32 on CUDA) as the official code; bf16: opt-in
+             attention='sdpa')
 _why = 'VPTM paper body unavailable; '
 assumed = {
     'protocol': _why + 'benchmark choice assumed: VPT suite (FGVC-5, VTAB-1k-19) with the VPT protocol (lr x wd grid on val, linear256, 5 seeds) so VPTM shares the harness with GateVPT/LSPT',
     'backbone.name': _why + "an AI summary names BEiT v2 ('e.g., BEITv2'); pt1k 1600 ep chosen over the 300 ep file",
     'method.num_prompts': _why + 'm = 10 for every task (VPT per-task lengths unpublished); ablated over {1,5,50,100}',
-    'method.deep': _why + 'VPT-deep style prompts (note section 7 item 4); shallow is a location-ablation cell',
+    'method.deep': _why + 'VPT-deep style prompts (README choice 8); shallow is a location-ablation cell',
     'method.prompt_depth': _why + 'prompts in every block',
     'method.token_order': _why + '[CLS, prompts, MASK, patches]; with BEiT v2 relative bias the order does not change the output (tests/test_vptm.py)',
     'method.extra_bias': _why + 'BEiT v2 has no absolute positions; prompts/[MASK] have no grid cell: CLS-type bias entries',

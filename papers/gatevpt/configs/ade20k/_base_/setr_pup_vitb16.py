@@ -4,7 +4,7 @@
 # _base_/default_runtime.py and _base_/schedules/schedule_160k.py).  The leaf configs next to
 # this folder add the backbone and the method (one per row of Table 3).
 #
-# Paper facts used (notes/gatevpt_paper.md Sec. 3): SETR-PUP with the ViT as encoder (Sec. 5.1);
+# Paper facts used (GateVPT, ICML 2023): SETR-PUP with the ViT as encoder (Sec. 5.1);
 # ViT-B/16 with TWO auxiliary heads on the 5th and 9th blocks (Sec. 5.1); "the default
 # hyperparameters following SETR-PUP" (App. A.2); Table 5: batch size 16, LR 0.001.
 # Everything else is mmseg's SETR-PUP ADE20K default and listed in `assumed` below.
