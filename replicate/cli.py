@@ -167,24 +167,16 @@ def _execute_inproc(runs) -> int:
     """Train ``runs`` in this process, one after the other.  Returns the exit status: 0 when
     all finished, 1 when any failed (each has its failed.json; the others still train), 128 +
     the signal's number when SIGTERM/SIGINT stopped them at an epoch boundary (resumable)."""
-    from .engine import execute
     from .engine.stop import GracefulStop
+    from .engine.train import execute_all
     from .errors import describe
 
-    n_failed = 0
-    with GracefulStop() as stop:
-        for i, r in enumerate(runs, 1):
-            if stop():
-                break
-            print(f"[{i}/{len(runs)}] {r.run_id}", flush=True)
-            try:
-                rec = execute(r, should_stop=stop)
-            except Exception as e:  # recorded in failed.json; keep going
-                n_failed += 1
-                print(f"  failed: {describe(e)[:300]}", flush=True)
-                continue
-            if rec is None:  # stopped at an epoch boundary
-                break
+    with GracefulStop() as stop:  # a failed run is recorded in failed.json; the rest go on
+        _, failures = execute_all(
+            runs, should_stop=stop,
+            announce=lambda i, r: print(f"[{i}/{len(runs)}] {r.run_id}", flush=True),
+            on_failure=lambda r, e: print(f"  failed: {describe(e)[:300]}", flush=True))
+    n_failed = len(failures)
     if stop.signame:
         print(f"stopped by {stop.signame}: unfinished runs keep their last epoch's checkpoint; "
               f"re-run the same command to resume them")

@@ -18,14 +18,13 @@ import hashlib
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
-class ConfigError(ValueError):
-    """A config file is malformed; the message names the file, the key and the fix."""
+from .errors import ConfigError  # noqa: F401  (defined at the bottom layer; re-exported)
+from .paths import expand_path  # noqa: F401  (re-exported)
 
 
 # --------------------------------------------------------------------------- specs
@@ -348,7 +347,7 @@ def import_custom(spec: Any, source: str, paper: str = "") -> dict:
 
 def _validate_semantics(exp: Experiment) -> None:
     """Checks that need the registries: names exist, options fit the method."""
-    from . import backbones, methods, protocol  # late: registries import torch/timm
+    from . import backbones, methods, protocol  # torch-free registries (tests/test_layers.py)
 
     src = exp.source
     if exp.backbone.name not in backbones.registered():
@@ -459,7 +458,70 @@ def load(path: str | os.PathLike, overrides: Optional[Mapping[str, Any]] = None)
     if overrides:
         for k, v in overrides.items():
             _set_dotted(raw, k, v)
+    drop_inherited_assumed(raw, path)
     return from_dict(raw, source=str(path))
+
+
+def _own_assumed_keys(path: Path) -> Optional[set]:
+    """The keys the file itself writes in ``assumed = {...}`` / ``dict(...)`` (not its bases');
+    None when they cannot be read without running the file (then nothing is dropped)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    keys: set = set()
+    for node in tree.body:
+        if not isinstance(node, ast.Assign):
+            continue
+        names = [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+        if "assumed" not in names:
+            continue
+        if names != ["assumed"]:
+            return None  # e.g. ``method, cell, assumed = ...``
+        parts = [node.value]
+        while parts:
+            v = parts.pop()
+            if isinstance(v, ast.Dict):
+                for k, item in zip(v.keys, v.values):
+                    if k is None:
+                        parts.append(item)  # ``**{...}``
+                    elif isinstance(k, ast.Constant) and isinstance(k.value, str):
+                        keys.add(k.value)
+                    else:
+                        return None
+            elif isinstance(v, ast.Call) and getattr(v.func, "id", None) == "dict" and not v.args:
+                for kw in v.keywords:
+                    if kw.arg is None:
+                        parts.append(kw.value)
+                    elif kw.arg != "_delete_":
+                        keys.add(kw.arg)
+            else:
+                return None
+    return keys
+
+
+def drop_inherited_assumed(raw: dict, path: Path) -> None:
+    """Drop the ``assumed`` reasons a ``_base_`` file gives for method options the resolved
+    method does not have: a baseline cell (``method = dict(_delete_=True, type='vpt_deep',
+    ...)``) on a base written for another method then holds only the reasons that differ,
+    instead of re-listing the base's block with ``_delete_``.  Reasons the file itself writes
+    are kept, so a wrong key in the file is still refused (by ``from_dict``), naming it."""
+    assumed, method = raw.get("assumed"), raw.get("method")
+    if not isinstance(assumed, Mapping) or not isinstance(method, Mapping):
+        return
+    from . import methods  # options_class is torch-free for the built-in methods
+
+    try:
+        fields_ = {f.name for f in dataclasses.fields(methods.options_class(method.get("type")))}
+    except (KeyError, TypeError):
+        return  # unknown method (or one from custom_imports): from_dict reports it
+    stale = [k for k in assumed if k.startswith("method.") and k[len("method."):] not in fields_]
+    own = _own_assumed_keys(path) if stale else set()
+    if own is None:
+        return
+    raw["assumed"] = {k: v for k, v in assumed.items() if k not in set(stale) - own}
 
 
 def parse_overrides(items: Optional[Sequence[str]], flag: str = "--set") -> dict:
@@ -477,17 +539,3 @@ def parse_overrides(items: Optional[Sequence[str]], flag: str = "--set") -> dict
         except (ValueError, SyntaxError):
             out[k] = v
     return out
-
-
-_VAR = re.compile(r"\$\{(\w+)\}")
-
-
-def expand_path(value: str, what: str = "path") -> str:
-    """Expand ``${DATA_ROOT}``-style variables; an unset variable is an error naming it."""
-    def sub(m: re.Match) -> str:
-        name = m.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{what} '{value}' uses ${{{name}}} but {name} is not set: "
-                              f"export {name}=/path (see README, 'Cluster workflow')")
-        return os.environ[name]
-    return os.path.expanduser(_VAR.sub(sub, value))

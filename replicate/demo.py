@@ -115,11 +115,10 @@ def micro_key(family: str) -> str:
 
 def _execute(work: List[Run], executor: str, out: Path, echo) -> None:
     if executor == "inproc":
-        from .engine import execute
-        for i, r in enumerate(work, 1):
-            print(f"[{i}/{len(work)}] SMOKE {r.experiment.name} seed {r.seed} ({r.stage})",
-                  flush=True)
-            execute(r, echo=echo)
+        from .engine.train import execute_all
+        execute_all(work, echo=echo, keep_going=False,
+                    announce=lambda i, r: print(f"[{i}/{len(work)}] SMOKE {r.experiment.name} "
+                                                f"seed {r.seed} ({r.stage})", flush=True))
     else:
         from . import launch
         jobs = launch.submit_runs(work, "local", None, out / "submitit", job_name="demo")

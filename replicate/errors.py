@@ -19,6 +19,25 @@ class CliError(RuntimeError):
     """A bad command line the parser cannot see (unknown paper, no matching config ...)."""
 
 
+# The error classes below sit here, at the bottom layer, so that the registries, the data
+# loaders and the run-directory contract can raise them without importing ``config`` or torch;
+# their old homes (config, data, backbones.converters, engine.run) re-export them.
+class ConfigError(ValueError):
+    """A config file is malformed; the message names the file, the key and the fix."""
+
+
+class DataError(RuntimeError):
+    """Missing or malformed data; the message names the path and the command that fixes it."""
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint file is missing, unreadable or of the wrong layout."""
+
+
+class RunFileError(RuntimeError):
+    """A file in a run directory is damaged; the message names the file and how to recover."""
+
+
 def is_harness_error(exc: BaseException) -> bool:
     """True for OSError and for every exception class defined in the ``replicate`` package."""
     if isinstance(exc, OSError):

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .data.tasks import split_size
-from .engine.run import Run
+from .runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,17 @@ def _family(backbone_name: str) -> str:
         if backbone_name.startswith(fam):
             return fam
     return "micro"
+
+
+def throughput_family(method: str) -> Optional[str]:
+    """The method class's ``throughput_family`` (methods whose measured model FLOP/s stand in
+    for each other), or None for a name no longer registered (an old benchmark row)."""
+    from . import methods  # the FLOP count (engine.cost) imports the methods anyway
+
+    try:
+        return methods.get(method).throughput_family
+    except KeyError:
+        return None
 
 
 def run_precision(run: Run, gpu: bool = True) -> str:
@@ -269,10 +280,17 @@ def estimate(runs: Sequence[Run], device: str = "h100", pack: int = 1) -> StageE
         e = r.experiment
         fam = _family(e.backbone.name)
         rate = rates.get((e.method.type, fam, kind))
-        if rate is None:  # another method measured at this precision on this backbone family
+        if rate is None:  # other methods measured at this precision on this backbone family:
+            # those of the method's throughput family if any (the same kind of step), else all
             same = [v for (m, f, k), v in rates.items() if f == fam and k == kind]
-            rate = statistics.median(same) if same else None
-            if rate is not None:
+            tf = throughput_family(e.method.type)
+            kin = [v for (m, f, k), v in rates.items()
+                   if f == fam and k == kind and throughput_family(m) == tf]
+            rate = statistics.median(kin or same) if same else None
+            if kin:
+                sources.add(f"results/bench/{device}.csv ({kind}, median of the '{tf}' "
+                            "throughput family)")
+            elif rate is not None:
                 sources.add(f"results/bench/{device}.csv ({kind}, other methods' median)")
         else:
             sources.add(f"results/bench/{device}.csv ({kind})")

@@ -21,7 +21,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import config as cfg_mod
 from .config import Experiment
-from .engine.run import Run, read_record, run_state
+from .runs import Run, read_record, run_state
 from .protocol import Protocol, get as get_protocol
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,7 @@
-"""Shared test utilities: fake checkpoints in the real key layouts, tiny experiments.
+"""Shared test utilities: fake checkpoints in the real key layouts, the one tiny experiment
+(:data:`TINY_EXPERIMENT`, as a dict, an Experiment or a config file's text: :func:`tiny_dict`,
+:func:`tiny_from_dict`, :func:`tiny_config_text`; :func:`tiny_experiment` is the engine tests'
+variant), and the paper folders' generators and config files.
 
 Every builder here writes the layout of the real release file (no weights are ever downloaded):
 
@@ -277,24 +280,104 @@ def method_options(method: str, **extra) -> dict:
 
 
 # ------------------------------------------------------------------ experiments
-def tiny_experiment(method: str = "gatevpt", backbone: str = TINY_PREFIX + "mae_test",
-                    checkpoint: Optional[str] = "", **changes):
-    """A smoke experiment on the synthetic benchmark with a tiny backbone (CPU, seconds).
-    ``changes`` are dotted keys, e.g. ``**{'optim.lr': 0.5}``."""
+#: The one tiny experiment the tests build on: a smoke run of the random-init micro ViT on the
+#: synthetic 32x32 shapes (paper 'demo'), seconds on one CPU.  The builders below return it as a
+#: dict, an Experiment or a config file's text; a test states only what it changes.
+TINY_EXPERIMENT: Dict[str, object] = {
+    "paper": "demo", "smoke": True, "protocol": "synthetic-smoke",
+    "backbone": {"name": TINY_PREFIX + "mae_test", "checkpoint": ""},
+    "method": {"type": "linear"},
+    "data": {"benchmark": "synthetic", "task": "shapes", "image_size": 32, "num_workers": 0},
+    "optim": {"lr": 0.1, "batch_size": 250, "epochs": 2, "warmup_epochs": 0},
+    "train": {"max_steps_per_epoch": 1},
+}
+#: GateVPT as the launch, sweep and CLI tests run it: 2 prompts, gates open (init 1.0)
+TINY_GATEVPT = {"type": "gatevpt", "num_prompts": 2, "gate_init": 1.0}
+
+
+def tiny_dict(name: str = "tiny", method=None, **sections) -> dict:
+    """:data:`TINY_EXPERIMENT` named ``name``.  ``method``: a method type (its default options)
+    or a full ``method`` dict.  Each of ``sections`` that is a dict updates that section's keys
+    (``optim=dict(lr=0.5)`` keeps the other optim keys); any other value replaces the key."""
+    import copy
+
+    raw = copy.deepcopy(TINY_EXPERIMENT)
+    raw = {"name": name, **raw}
+    if method is not None:
+        raw["method"] = {"type": method} if isinstance(method, str) else dict(method)
+    for key, value in sections.items():
+        if isinstance(value, Mapping) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = copy.deepcopy(value)
+    return raw
+
+
+def tiny_from_dict(name: str = "tiny", method=None, **sections):
+    """:func:`tiny_dict` loaded and validated as a :class:`replicate.config.Experiment`."""
     from replicate import config
 
-    raw = {
-        "name": f"t-{method}", "paper": "demo", "smoke": True, "protocol": "synthetic-smoke",
-        "backbone": {"name": backbone, "checkpoint": checkpoint},
-        "method": {"type": method, **method_options(method)},
-        "data": {"benchmark": "synthetic", "task": "shapes", "root": "", "image_size": 32,
-                 "num_workers": 0, "in_memory": True, "transform": "none"},
-        "optim": {"optimizer": "sgd", "lr": 0.5, "batch_size": 32, "epochs": 4,
-                  "warmup_epochs": 1, "weight_decay": 1e-3},
-        "train": {"device": "cpu", "precision": "fp32", "max_steps_per_epoch": 2},
-    }
-    exp = config.from_dict(raw, source="<tests.helpers.tiny_experiment>")
+    return config.from_dict(tiny_dict(name, method, **sections), source=f"<tests: {name}>")
+
+
+def _py(value) -> str:
+    if isinstance(value, Mapping):
+        return "dict(" + ", ".join(f"{k}={_py(v)}" for k, v in value.items()) + ")"
+    return repr(value)
+
+
+def tiny_config_text(name: str, method=None, **sections) -> str:
+    """:func:`tiny_dict` as a config file's text (one ``key = value`` line per section, in the
+    order of :data:`TINY_EXPERIMENT`; the default method is a linear probe): the smallest run
+    the harness accepts."""
+    raw = tiny_dict(name, method, **sections)
+    return "\n" + "".join(f"{k} = {_py(v)}\n" for k, v in raw.items())
+
+
+def tiny_experiment(method: str = "gatevpt", backbone: str = TINY_PREFIX + "mae_test",
+                    checkpoint: Optional[str] = "", **changes):
+    """The engine tests' variant of the tiny experiment: ``method`` with small valid options,
+    an explicit SGD schedule (4 epochs of 2 steps), CPU fp32, images in memory, no augmentation.
+    ``changes`` are dotted keys, e.g. ``**{'optim.lr': 0.5}``."""
+    exp = tiny_from_dict(
+        f"t-{method}", {"type": method, **method_options(method)},
+        backbone={"name": backbone, "checkpoint": checkpoint},
+        data={"root": "", "in_memory": True, "transform": "none"},
+        optim={"optimizer": "sgd", "lr": 0.5, "batch_size": 32, "epochs": 4,
+               "warmup_epochs": 1, "weight_decay": 1e-3},
+        train={"device": "cpu", "precision": "fp32", "max_steps_per_epoch": 2})
     return exp.replace(**changes) if changes else exp
+
+
+# ------------------------------------------------------------------ paper folders
+REPO = Path(__file__).resolve().parents[1]
+
+
+def generator_papers() -> list:
+    """Keys of the discovered paper folders whose configs are generated (``make_configs.py``)."""
+    from replicate import papers
+
+    return [k for k, p in papers.discover().items() if (p.folder / "make_configs.py").is_file()]
+
+
+@functools.lru_cache(maxsize=None)
+def load_generator(paper: str):
+    """``papers/<paper>/make_configs.py`` as a module (it is a script, not a package)."""
+    import importlib.util
+
+    path = REPO / "papers" / paper / "make_configs.py"
+    spec = importlib.util.spec_from_file_location(f"make_configs_{paper}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def experiment_configs(paper: str) -> list:
+    """The experiment config files of a paper (not ``_base_`` fragments, not the mmseg configs
+    under ``ade20k/``, which tests/test_seg.py builds), sorted."""
+    base = REPO / "papers" / paper / "configs"
+    return sorted(p for p in base.rglob("*.py") if "_base_" not in p.relative_to(base).parts
+                  and "ade20k" not in p.relative_to(base).parts)
 
 
 def tensors_equal(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
@@ -313,19 +396,3 @@ def assert_close_to_scale(actual: Tensor, expected: Tensor, rel: float, msg: Opt
     """
     scale = expected.detach().abs().max().item() if expected.numel() else 0.0
     torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale, msg=msg)
-
-
-def tiny_config_text(name: str) -> str:
-    """A config file's text: a linear probe on the random-init micro ViT and synthetic shapes,
-    2 one-step epochs (paper 'demo', smoke): the smallest run the harness accepts."""
-    return f"""
-name = '{name}'
-paper = 'demo'
-smoke = True
-protocol = 'synthetic-smoke'
-backbone = dict(name='vit_micro_patch8_32.mae_test', checkpoint='')
-method = dict(type='linear')
-data = dict(benchmark='synthetic', task='shapes', image_size=32, num_workers=0)
-optim = dict(lr=0.1, batch_size=250, epochs=2, warmup_epochs=0)
-train = dict(max_steps_per_epoch=1)
-"""

@@ -81,14 +81,18 @@ def tiny_run(runs_root, seed: int = 0, epochs: int = 6, checkpoint: str = "", na
              task: str = "shapes"):
     """A smoke run of the built-in tiny setup (micro ViT, synthetic 32x32 shapes, 2 steps per
     epoch): seconds on one CPU."""
-    from replicate import config
     from replicate.engine import Run
+    from tests.helpers import tiny_from_dict
 
-    exp = config.from_dict(dict(
-        name=name, paper="demo", smoke=True, protocol="synthetic-smoke",
-        backbone=dict(name="vit_micro_patch8_32.mae_test", checkpoint=checkpoint),
-        method=dict(type="gatevpt", num_prompts=2, gate_init=1.0),
-        data=dict(benchmark="synthetic", task=task, image_size=32, num_workers=0),
-        optim=dict(lr=0.1, batch_size=100, epochs=epochs, warmup_epochs=1),
-        train=dict(max_steps_per_epoch=2)))
+    exp = tiny_from_dict(name, **tiny_run_sections(task, epochs, checkpoint))
     return Run(exp, seed, "smoke", "train", ("val", "test"), str(runs_root))
+
+
+def tiny_run_sections(task: str = "shapes", epochs: int = 6, checkpoint: str = "") -> dict:
+    """What the launch tests change in the tiny experiment (tests/helpers.py): GateVPT, batches
+    of 100, 2 steps per epoch, 1 warm-up epoch."""
+    from tests.helpers import TINY_GATEVPT
+
+    return dict(method=TINY_GATEVPT, backbone=dict(checkpoint=checkpoint), data=dict(task=task),
+                optim=dict(batch_size=100, epochs=epochs, warmup_epochs=1),
+                train=dict(max_steps_per_epoch=2))

@@ -6,20 +6,11 @@ from pathlib import Path
 
 
 from replicate.cli import main
+from tests.helpers import TINY_GATEVPT, tiny_config_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = """
-name = 'cli-tiny'
-paper = 'demo'
-smoke = True
-protocol = 'synthetic-smoke'
-backbone = dict(name='vit_micro_patch8_32.mae_test', checkpoint='')
-method = dict(type='gatevpt', num_prompts=2, gate_init=1.0)
-data = dict(benchmark='synthetic', task='shapes', image_size=32, num_workers=0)
-optim = dict(lr=0.1, batch_size=250, epochs=2, warmup_epochs=0)
-train = dict(max_steps_per_epoch=1)
-"""
+TINY = tiny_config_text("cli-tiny", TINY_GATEVPT)
 
 
 def test_plan_prints_runs_and_estimate(capsys, tmp_path):

@@ -8,9 +8,7 @@ import pytest
 from replicate import launch
 from replicate.cli import main
 from replicate.results.published import HEADER
-from tests.test_launch_lock import CONFIG
-
-BAD = CONFIG.replace("checkpoint=''", "checkpoint='/nonexistent/backbone.pth'")
+from tests.test_launch_lock import config_text
 
 
 @pytest.fixture
@@ -19,9 +17,9 @@ def paper(tmp_path, monkeypatch):
     papers = tmp_path / "papers"
     cfg_dir = papers / "demo" / "configs" / "smoke"
     cfg_dir.mkdir(parents=True)
-    (cfg_dir / "good.py").write_text(CONFIG.format(task="shapes", epochs=2))
-    (cfg_dir / "bad.py").write_text(BAD.format(task="stripes", epochs=2).replace(
-        "'lock-probe'", "'bad-probe'"))
+    (cfg_dir / "good.py").write_text(config_text(task="shapes", epochs=2))
+    (cfg_dir / "bad.py").write_text(config_text(task="stripes", epochs=2, name="bad-probe",
+                                                checkpoint="/nonexistent/backbone.pth"))
     (papers / "demo" / "published.csv").write_text(",".join(HEADER) + "\n")
     monkeypatch.setenv("REPLICATE_PAPERS", str(papers))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -12,23 +12,16 @@ from pathlib import Path
 
 from replicate.engine import execute
 from replicate.engine.lock import lock_holder, run_lock, temp_path
-from tests.slurm_fixtures import tiny_run
+from tests.helpers import tiny_config_text
+from tests.slurm_fixtures import tiny_run, tiny_run_sections
 
 REPO = Path(__file__).resolve().parents[1]
 
-CONFIG = """
-name = 'lock-probe'
-paper = 'demo'
-smoke = True
-protocol = 'synthetic-smoke'
-backbone = dict(name='vit_micro_patch8_32.mae_test', checkpoint='')
-method = dict(type='gatevpt', num_prompts=2, gate_init=1.0)
-data = dict(benchmark='synthetic', task='{task}', image_size=32, num_workers=0)
-optim = dict(lr=0.1, batch_size=100, epochs={epochs}, warmup_epochs=1)
-train = dict(max_steps_per_epoch=2)
-cell = dict(backbone='micro_mae_test', method='gatevpt', benchmark='synthetic', task='{task}',
-            metric='top1')
-"""
+def config_text(task: str, epochs: int, name: str = "lock-probe", checkpoint: str = "") -> str:
+    """The config file of :func:`tiny_run`'s experiment, as one cell of paper 'demo'."""
+    return tiny_config_text(name, **tiny_run_sections(task, epochs, checkpoint),
+                            cell=dict(backbone="micro_mae_test", method="gatevpt",
+                                      benchmark="synthetic", task=task, metric="top1"))
 
 
 def _env() -> dict:
@@ -72,7 +65,7 @@ def test_second_trainer_waits_then_uses_the_record(tmp_path):
 
 def test_two_concurrent_runs_of_one_config_train_it_once(tmp_path):
     cfg = tmp_path / "probe.py"
-    cfg.write_text(CONFIG.format(task="shapes", epochs=25))
+    cfg.write_text(config_text(task="shapes", epochs=25))
     cmd = [sys.executable, "-m", "replicate", "run", str(cfg), "--runs-root",
            str(tmp_path / "runs")]
     procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
@@ -96,7 +89,7 @@ def test_simultaneous_reproduce_starts_train_each_run_once(tmp_path):
     cfg_dir = papers / "demo" / "configs" / "smoke"
     cfg_dir.mkdir(parents=True)
     for task in ("shapes", "stripes"):
-        (cfg_dir / f"{task}.py").write_text(CONFIG.format(task=task, epochs=8))
+        (cfg_dir / f"{task}.py").write_text(config_text(task=task, epochs=8))
     (papers / "demo" / "published.csv").write_text(",".join(HEADER) + "\n")
     env = dict(_env(), REPLICATE_PAPERS=str(papers))
     procs = [subprocess.Popen(

@@ -98,10 +98,12 @@ def test_make_executor_is_explicit(tmp_path, monkeypatch):
 
 
 def _fake_run(seed, task, backbone="vit_micro_patch8_32.mae_test"):
-    # make_packs reads only these fields; a real Run would import torch (slow on a busy CPU)
-    exp = SimpleNamespace(backbone=SimpleNamespace(name=backbone, checkpoint=""),
-                          data=SimpleNamespace(benchmark="synthetic", task=task))
-    return SimpleNamespace(experiment=exp, train_split="train", seed=seed)
+    # make_packs reads only these (engine.packing.pack_key: the config dict and the stage's
+    # splits); building real Runs would load every config (slow on a busy CPU)
+    cfg = {"backbone": {"name": backbone, "checkpoint": ""},
+           "data": {"benchmark": "synthetic", "task": task}, "optim": {"lr": 0.1 * (seed + 1)}}
+    exp = SimpleNamespace(to_dict=lambda: cfg, data=SimpleNamespace(task=task))
+    return SimpleNamespace(experiment=exp, train_split="train", eval_splits=["val"], seed=seed)
 
 
 def test_make_packs_groups_by_backbone_and_task():

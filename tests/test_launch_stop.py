@@ -17,7 +17,7 @@ from replicate import launch
 from replicate.engine.stop import GracefulStop
 from replicate.launch import RunJob
 from tests.slurm_fixtures import tiny_run
-from tests.test_launch_lock import CONFIG, REPO, _env
+from tests.test_launch_lock import REPO, _env, config_text
 
 EPOCHS = 40
 
@@ -64,7 +64,7 @@ def test_first_signal_requests_a_stop_second_stops_at_once():
 
 def test_sigterm_checkpoints_and_a_rerun_resumes_bitwise_equal(tmp_path):
     cfg = tmp_path / "probe.py"
-    cfg.write_text(CONFIG.format(task="shapes", epochs=EPOCHS))
+    cfg.write_text(config_text(task="shapes", epochs=EPOCHS))
 
     def cmd(root):
         return [sys.executable, "-m", "replicate", "run", str(cfg), "--runs-root", str(root)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,9 @@ import torch.nn as nn
 from replicate import backbones
 from replicate import config as rconfig
 from replicate import data as rdata
-from replicate import methods as rmethods
 from replicate.methods import GateVPT, LSPT, PromptedModel, make_options
 from replicate.methods.lspt import lstm_param_count
-from tests.helpers import assert_close_to_scale
+from tests.helpers import assert_close_to_scale, experiment_configs, load_generator
 
 TINY = [n for n in backbones.registered() if backbones.get(n).tiny]
 # full-size entries built without weights, one per distinct architecture + adapter (entries
@@ -292,19 +290,11 @@ def test_options_are_a_superset_of_gatevpt():
 
 # ------------------------------------------------------------------ papers/lspt/configs
 PAPER = Path(__file__).resolve().parents[1] / "papers" / "lspt"
-# experiment configs only: configs/ade20k holds mmseg configs (tests/test_seg.py builds them)
-CONFIG_FILES = sorted(p for p in (PAPER / "configs").rglob("*.py")
-                      if "_base_" not in p.parts and "ade20k" not in p.parts)
-
-
-def _make_configs():
-    spec = importlib.util.spec_from_file_location("lspt_make_configs", PAPER / "make_configs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-MC = _make_configs()
+# experiment configs only: configs/ade20k holds mmseg configs (tests/test_seg.py builds them).
+# That they are up to date, load, build an LSPT model and form a complete tree is checked with
+# every paper's in tests/test_paper_configs.py; the LSPT-specific relations to GateVPT are here.
+CONFIG_FILES = experiment_configs("lspt")
+MC = load_generator("lspt")
 
 
 @functools.lru_cache(maxsize=None)
@@ -324,41 +314,10 @@ def test_gatevpt_cells_lspt_inherits_exist():
                          f"them via _base_), e.g. {missing[0]}")
 
 
-def test_generated_configs_up_to_date(capsys):
-    assert MC.main(["--check"]) == 0, capsys.readouterr().out
-
-
-def test_config_tree_is_complete():
-    n_cells = sum(len(t) for t in MC.BENCHMARKS.values()) * len(MC.BACKBONES)
-    rel = [_rel(p) for p in CONFIG_FILES]
-    assert sum(r.startswith("pinned/") for r in rel) == n_cells
-    assert sum(r.startswith("param_matched/") for r in rel) == n_cells
-    assert sum(r.startswith("ablation/") for r in rel) == n_cells * len(MC.VARIANTS)
-    assert sum(r.startswith("smoke/") for r in rel) == len(MC.SMOKE_VARIANTS)
-
-
 @functools.lru_cache(maxsize=None)
 def _tiny_adapter():
     torch.manual_seed(0)
     return backbones.create("vit_micro_patch8_32.mae_test", "")
-
-
-@pytest.mark.parametrize("path", CONFIG_FILES, ids=_rel)
-def test_every_config_loads_and_builds(path):
-    exp = _load(path)
-    assert exp.paper == "lspt" and exp.method.type == "lspt"
-    assert exp.smoke == _rel(path).startswith("smoke/")
-    entry = backbones.get(exp.backbone.name)
-    if not entry.tiny:
-        assert entry.paper_key == _rel(path).split("/")[-2]
-    # the resolved options (GateVPT's inherited + LSPT's) build an LSPT model; ViT-B cells are
-    # built on the tiny ViT (same options, width 64)
-    model = rmethods.build_model(_tiny_adapter(), "lspt", exp.method.options,
-                                 rdata.num_classes(exp.data), entry.default_pool)
-    assert isinstance(model.method, LSPT)
-    if exp.smoke:
-        with torch.no_grad():
-            assert torch.isfinite(model(torch.rand(2, 3, 32, 32))).all()
 
 
 PINNED = [p for p in CONFIG_FILES if _rel(p).startswith("pinned/")]

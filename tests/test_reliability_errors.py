@@ -62,7 +62,7 @@ def test_malformed_published_csv_is_one_line_before_any_training(papers, tmp_pat
 
 def test_missing_checkpoint_names_the_file_and_the_fix(tmp_path, capsys):
     cfg = tmp_path / "tiny.py"
-    cfg.write_text(TINY.replace("checkpoint=''", f"checkpoint='{tmp_path}/gone/mae.pth'"))
+    cfg.write_text(tiny_config_text("err-tiny", backbone=dict(checkpoint=f"{tmp_path}/gone/mae.pth")))
     assert main(["run", str(cfg), "--runs-root", str(tmp_path / "runs")]) == 2
     err = one_error_line(capsys)
     assert f"{tmp_path}/gone/mae.pth" in err and "download" in err
@@ -89,7 +89,7 @@ def test_unknown_paper_lists_the_known_ones(capsys):
 
 def test_debug_keeps_the_traceback(tmp_path):
     cfg = tmp_path / "tiny.py"
-    cfg.write_text(TINY.replace("lr=0.1", "lr=-0.1"))
+    cfg.write_text(tiny_config_text("err-tiny", optim=dict(lr=-0.1)))
     from replicate.config import ConfigError
     with pytest.raises(ConfigError, match="optim.lr"):
         main(["run", str(cfg), "--runs-root", str(tmp_path / "runs"), "--debug"])
@@ -147,12 +147,10 @@ def test_worker_error_is_unwrapped_to_the_original():
 def test_corrupted_fgvc_image_with_workers_is_one_line(tmp_path, capsys):
     root, bad, _ = _corrupt_flowers(tmp_path)
     cfg = tmp_path / "fgvc.py"
-    cfg.write_text(TINY.replace(
-        "data = dict(benchmark='synthetic', task='shapes', image_size=32, num_workers=0)",
-        f"data = dict(benchmark='fgvc', task='flowers', root='{root}', image_size=32, "
-        f"num_workers=1)").replace("protocol = 'synthetic-smoke'", "protocol = 'fgvc-vpt'")
-        .replace("warmup_epochs=0", "warmup_epochs=0, lr_scaling='linear256'")
-        .replace("batch_size=250", "batch_size=400"))
+    cfg.write_text(tiny_config_text(
+        "err-tiny", protocol="fgvc-vpt",
+        data=dict(benchmark="fgvc", task="flowers", root=str(root), num_workers=1),
+        optim=dict(batch_size=400, lr_scaling="linear256")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rc = main(["run", str(cfg), "--runs-root", str(tmp_path / "runs")])

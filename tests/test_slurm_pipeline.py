@@ -5,22 +5,17 @@ import pytest
 
 from replicate.cli import main
 from replicate.results.published import HEADER
+from tests.helpers import TINY_GATEVPT, tiny_config_text
 
 pytestmark = pytest.mark.slurm
 
-CONFIG = """
-name = 'slurm-e2e-{task}'
-paper = 'demo'
-smoke = True
-protocol = 'synthetic-smoke'
-backbone = dict(name='vit_micro_patch8_32.mae_test', checkpoint='')
-method = dict(type='gatevpt', num_prompts=2, gate_init=1.0)
-data = dict(benchmark='synthetic', task='{task}', image_size=32, num_workers=0)
-optim = dict(lr=0.1, batch_size=250, epochs=2, warmup_epochs=0)
-train = dict(max_steps_per_epoch=2)
-cell = dict(backbone='micro_mae_test', method='gatevpt', benchmark='synthetic', task='{task}',
-            metric='top1')
-"""
+def config_text(task: str) -> str:
+    """The tiny GateVPT experiment (tests/helpers.py) on ``task``, 2 steps per epoch, as one cell
+    of paper 'demo'."""
+    return tiny_config_text(f"slurm-e2e-{task}", TINY_GATEVPT, data=dict(task=task),
+                            train=dict(max_steps_per_epoch=2),
+                            cell=dict(backbone="micro_mae_test", method="gatevpt",
+                                      benchmark="synthetic", task=task, metric="top1"))
 
 
 def test_reproduce_search_mode_on_slurm(slurm_cluster, tmp_path, monkeypatch, capsys):
@@ -28,7 +23,7 @@ def test_reproduce_search_mode_on_slurm(slurm_cluster, tmp_path, monkeypatch, ca
     cfg_dir = papers / "demo" / "configs" / "search"
     cfg_dir.mkdir(parents=True)
     for task in ("shapes", "stripes"):  # 2 tasks x grid (2 lrs) x 2 final seeds
-        (cfg_dir / f"{task}.py").write_text(CONFIG.format(task=task))
+        (cfg_dir / f"{task}.py").write_text(config_text(task))
     (papers / "demo" / "published.csv").write_text(",".join(HEADER) + "\n")
     monkeypatch.setenv("REPLICATE_PAPERS", str(papers))
     runs = tmp_path / "runs"

@@ -3,20 +3,14 @@ import pytest
 
 from replicate import data as data_mod
 from replicate import sweep
-from replicate.config import from_dict
 from replicate.engine import execute
 from replicate.engine.run import atomic_write_json
+from tests.helpers import TINY_GATEVPT, tiny_from_dict
 
 
-def tiny_exp(**kw):
-    d = dict(name="sweep-t", paper="demo", smoke=True, protocol="synthetic-smoke",
-             backbone=dict(name="vit_micro_patch8_32.mae_test", checkpoint=""),
-             method=dict(type="gatevpt", num_prompts=2, gate_init=1.0),
-             data=dict(benchmark="synthetic", task="shapes", image_size=32, num_workers=0),
-             optim=dict(lr=0.1, batch_size=200, epochs=2, warmup_epochs=0),
-             train=dict(max_steps_per_epoch=1))
-    d.update(kw)
-    return from_dict(d)
+def tiny_exp(name: str = "sweep-t", **sections):
+    """The tiny GateVPT experiment (tests/helpers.py) in batches of 200."""
+    return tiny_from_dict(name, TINY_GATEVPT, **{"optim": dict(batch_size=200), **sections})
 
 
 def fake_record(run, val, test=None):

@@ -5,7 +5,6 @@ logits = a reference computed from the official checkpoint tensors) are in
 tests/test_beit_converter.py."""
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -314,49 +313,7 @@ def test_vpt_prompts_get_cls_type_bias_on_beit():
 
 
 # --------------------------------------------------------------------------- configs
-def _make_configs():
-    spec = importlib.util.spec_from_file_location("vptm_make_configs", PAPER / "make_configs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_generated_configs_are_up_to_date():
-    mod = _make_configs()
-    files = mod.generate()
-    on_disk = {str(p.relative_to(mod.CONFIGS)) for sub in ("search", "smoke")
-               for p in (mod.CONFIGS / sub).rglob("*.py")}
-    assert on_disk == set(files), "run: python papers/vptm/make_configs.py"
-    for rel, text in files.items():
-        assert (mod.CONFIGS / rel).read_text() == text, f"{rel} is stale: run make_configs.py"
-    n_tasks = 5 + 19
-    assert sum(r.startswith(("search/fgvc/", "search/vtab1k/")) for r in files) == n_tasks * 5
-    for axis in ("location", "length", "protodim"):
-        assert any(r.startswith(f"search/ablation/{axis}/") for r in files)
-
-
-def test_configs_load_and_are_labelled():
-    base = PAPER / "configs"
-    picks = [base / "search" / b / "beitv2_vitb16" / m / f"{t}.py"
-             for b, t in (("fgvc", "cub"), ("vtab1k", "clevr_count"))
-             for m in ("vptm", "linear", "finetune", "vpt_shallow", "vpt_deep")]
-    picks += sorted((base / "search" / "ablation").rglob("cifar100.py"))
-    picks += sorted((base / "smoke").rglob("*.py"))
-    for path in picks:
-        exp = config.load(path)
-        assert exp.paper == "vptm"
-        if exp.smoke:
-            assert exp.backbone.name == TINY and exp.protocol == "digits-smoke"
-            continue
-        assert exp.backbone.name == "beitv2_base_patch16_224.pt1k"
-        assert exp.protocol in ("fgvc-vpt", "vtab1k-vpt", "fgvc-vpt-finetune",
-                                "vtab1k-vpt-finetune")
-        assert "benchmark choice assumed" in exp.assumed["protocol"]
-        assert exp.cell["method"] == exp.method.type
-    abl = config.load(base / "search" / "ablation" / "length" / "m50" / "eurosat.py")
-    assert abl.method.options["num_prompts"] == 50 and abl.method.options["proto_dim"] == 64
-
-
+# up to date, loading and labels: tests/test_paper_configs.py (every paper's configs)
 def test_smoke_config_trains_through_the_engine(tmp_path):
     from replicate.engine import execute
     from replicate.engine.run import Run

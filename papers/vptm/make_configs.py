@@ -13,11 +13,10 @@ search/ablation/<axis>/<value>/<task>.py
 smoke/digits/<method>.py
     the tiny random-init BEiT (beit_micro_patch8_32.beitv2_test) on digits: SMOKE, pipeline only.
 
-The generated files are committed; tests/test_vptm.py checks they are up to date.
+The generated files are committed; tests/test_paper_configs.py checks they are up to date.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import sys
 from pathlib import Path
@@ -89,17 +88,6 @@ def base_assumed() -> dict:
     return dict(_base_assumed())
 
 
-def assumed_for(method: str, extra: dict) -> dict:
-    """default.py's notes, less the method options the method lacks, plus ``extra``."""
-    from replicate import methods
-
-    opts = {f.name for f in dataclasses.fields(methods.get(method).Options)}
-    out = {k: v for k, v in base_assumed().items()
-           if not k.startswith("method.") or k.split(".", 1)[1] in opts}
-    out.update(extra)
-    return out
-
-
 def _dict(d: dict) -> str:
     return "dict(" + ", ".join(f"{k}={v!r}" for k, v in d.items()) + ")"
 
@@ -122,7 +110,8 @@ def cell_lines(method: str, bench: str, task: str, group: str, smoke: bool = Fal
         lines.append(f"method = dict(_delete_=True, {_dict(m)[5:]}")
         if optim:
             lines.append(f"optim = {_dict(optim)}")
-        lines.append(f"assumed = dict(_delete_=True, **{assumed_for(method, notes)!r})")
+        if notes:  # default.py's reasons for options the method lacks are dropped at load
+            lines.append(f"assumed = {notes!r}")
     lines.append(f"cell = dict(table={table!r}, backbone="
                  f"{'micro_beitv2_test' if smoke else BACKBONE!r}, method={method!r}, "
                  f"benchmark={bench!r}, group={group!r}, task={task!r}, metric='top1')")

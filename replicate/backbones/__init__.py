@@ -1,5 +1,8 @@
 """Backbone registry: ``arch.tag`` names bound to an architecture and a checkpoint source.
 
+The registry and its entries (``zoo.py``) are torch-free: config validation and planning list
+names and defaults without importing torch; ``create`` imports the implementation.
+
 ``create(name, checkpoint)`` builds the timm model, loads the checkpoint through the converter
 of the tag's source (strict key assertions, see ``converters.py``) and returns a
 :class:`ViTAdapter`.  Tiny ``*_test`` variants have the same key layout as the real sources at
@@ -8,53 +11,12 @@ a size that runs on a CPU in milliseconds; tests build fake checkpoints for them
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Optional
 
-import torch.nn as nn
-
-from ..registry import Registry
-from .vit import TimmViTAdapter, ViTAdapter
+from .entry import BackboneEntry, get, register, registered  # noqa: F401  (torch-free)
 
 __all__ = ["BackboneEntry", "register", "registered", "get", "create", "ViTAdapter",
            "TimmViTAdapter", "resolve_checkpoint", "checkpoint_in"]
-
-
-@dataclass(frozen=True)
-class BackboneEntry:
-    #: registry name, ``arch.tag``
-    name: str
-    #: builds the bare nn.Module (no weights)
-    build: Callable[[], nn.Module]
-    #: checkpoint source; selects the converter (mae, mocov3, sup_npz, timm, beitv2)
-    source: str
-    #: file name under CKPT_ROOT when the config gives no checkpoint
-    default_file: str
-    #: where users get the file
-    url: str
-    #: head input used when a method says pool='auto' (see methods.base.POOLS)
-    default_pool: str
-    #: the backbone's name in papers/*/published.csv (mae_vitb16, mocov3_vitb16, ...)
-    paper_key: str
-    #: adapter class wrapping the module
-    adapter: Callable[..., ViTAdapter] = TimmViTAdapter
-    #: tiny test/demo variant: may run with random weights (checkpoint '')
-    tiny: bool = False
-    #: free-text provenance shown by ``python -m replicate backbones``
-    note: str = ""
-    #: other names of the same file, accepted in place of ``default_file`` (e.g. the name
-    #: its URL downloads as, when the registry's name is the one the papers' code uses)
-    other_files: Tuple[str, ...] = ()
-    #: input normalisation (mean, std) the protocol applies
-    mean: tuple = (0.485, 0.456, 0.406)
-    std: tuple = (0.229, 0.224, 0.225)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-_REGISTRY: Registry[BackboneEntry] = Registry("backbone", lambda e: e.name)
-register = _REGISTRY.register
-registered = _REGISTRY.names
-get = _REGISTRY.get
 
 
 def checkpoint_in(folder: str, entry: BackboneEntry) -> str:
@@ -71,7 +33,8 @@ def checkpoint_in(folder: str, entry: BackboneEntry) -> str:
 def resolve_checkpoint(entry: BackboneEntry, checkpoint: Optional[str]) -> Optional[str]:
     """The checkpoint path to load, or None for random init ('' on a tiny backbone).  A path
     ending in ``default_file`` that does not exist also accepts ``other_files`` beside it."""
-    from ..config import ConfigError, expand_path
+    from ..errors import ConfigError
+    from ..paths import expand_path
 
     if checkpoint == "":
         if not entry.tiny:
@@ -81,9 +44,8 @@ def resolve_checkpoint(entry: BackboneEntry, checkpoint: Optional[str]) -> Optio
     if checkpoint is None:
         if entry.tiny:
             return None
-        if entry.extra.get("micro"):  # micro pre-trained backbones live in their cache
-            from ..micro import cached_checkpoint
-            return cached_checkpoint(entry.extra["micro"])
+        if entry.default_checkpoint is not None:  # micro pre-trained backbones: their cache
+            return entry.default_checkpoint(entry.extra.get("micro", ""))
         root = os.environ.get("CKPT_ROOT")
         if not root:
             raise ConfigError(f"backbone '{entry.name}': no checkpoint given and CKPT_ROOT is not "
@@ -96,7 +58,7 @@ def resolve_checkpoint(entry: BackboneEntry, checkpoint: Optional[str]) -> Optio
     return path
 
 
-def create(name: str, checkpoint: Optional[str] = None, attention: str = "sdpa") -> ViTAdapter:
+def create(name: str, checkpoint: Optional[str] = None, attention: str = "sdpa") -> "ViTAdapter":
     """Build backbone ``name`` with its weights and wrap it in an adapter."""
     from . import converters
 
@@ -108,4 +70,12 @@ def create(name: str, checkpoint: Optional[str] = None, attention: str = "sdpa")
     return entry.adapter(model, attention=attention)
 
 
-from . import zoo  # noqa: E402,F401  (registers the entries)
+def __getattr__(name: str) -> Any:
+    # the adapter classes import torch: loaded on first use, so the registry stays torch-free
+    if name in ("ViTAdapter", "TimmViTAdapter"):
+        from . import vit
+        return getattr(vit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+from . import zoo  # noqa: E402,F401  (registers the entries; torch-free)

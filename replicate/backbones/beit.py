@@ -34,14 +34,12 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.beit import Beit, gen_relative_position_index
 
-from . import BackboneEntry, register
 from .converters import CheckpointError, Converted, _need_dict, _read, check_and_load, \
     register_converter
 from .vit import ViTAdapter, attention_core
 
 #: where the BEiT v2 pre-training checkpoints live (microsoft/unilm beit2/PRETRAINING.md, Model Zoo)
-BEITV2_PT1K_URL = ("https://github.com/addf400/files/releases/download/BEiT-v2/"
-                   "beitv2_base_patch16_224_pt1k.pth")
+from .zoo import BEITV2_PT1K_URL  # noqa: E402  (the registry entry's URL, defined once there)
 BEITV2_PT1K_300E_URL = ("https://github.com/addf400/files/releases/download/BEiT-v2/"
                         "beitv2_base_patch16_224_pt1k_300e.pth")
 
@@ -294,21 +292,8 @@ def _check_index(index: torch.Tensor, path: str, key: str) -> None:
 register_converter("beitv2", convert_beitv2)
 
 
-# --------------------------------------------------------------------------- registry
+# the registry entries of these models are in ``zoo.py`` (torch-free)
 PAPER_KEY = "beitv2_vitb16"
-
-register(BackboneEntry(
-    name="beitv2_base_patch16_224.pt1k", build=beitv2_base_patch16_224, source="beitv2",
-    default_file="beitv2_base_patch16_224_pt1k.pth", url=BEITV2_PT1K_URL, default_pool="cls",
-    paper_key=PAPER_KEY, adapter=BeitAdapter,
-    note="BEiT v2 ViT-B/16 ImageNet-1k MIM pre-training, 1600 epochs, VQ-KD CLIP tokenizer, "
-         "with mask_token and the 8192-way lm_head (VPTM needs them); the CLS-pretraining "
-         "branch is dropped; ImageNet mean/std as --imagenet_default_mean_and_std"))
-register(BackboneEntry(
-    name="beit_micro_patch8_32.beitv2_test", build=beit_micro_patch8_32, source="beitv2",
-    default_file="", url="(test backbone: no download; random init or a fake checkpoint)",
-    default_pool="cls", paper_key="micro_beitv2_test", adapter=BeitAdapter, tiny=True,
-    note="tiny BEiT v2 MIM model (vocab 64) with the official pre-training checkpoint layout"))
 
 
 # --------------------------------------------------------------------------- doctor
@@ -318,7 +303,7 @@ def check_checkpoint(path: Optional[str] = None,
 
     ``path=None`` looks for the entry's default file under ``$CKPT_ROOT``.  The file is
     converted and loaded strictly into a freshly built model (a few seconds for ViT-B)."""
-    from . import get
+    from .entry import get
 
     entry = get(backbone)
     where = f"get it from {entry.url} (beit2/PRETRAINING.md, Model Zoo) into $CKPT_ROOT"

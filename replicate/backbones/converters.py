@@ -19,8 +19,7 @@ import torch
 import torch.nn as nn
 
 
-class CheckpointError(RuntimeError):
-    """The checkpoint file is missing, unreadable or of the wrong layout."""
+from ..errors import CheckpointError  # noqa: E402,F401  (bottom layer; re-exported here)
 
 
 Converted = Tuple[Dict[str, torch.Tensor], List[str]]
@@ -292,7 +291,7 @@ def _fits(model: nn.Module, sd: Dict[str, torch.Tensor]) -> bool:
 def layout_hint(model: nn.Module, obj: object, entry) -> str:
     """Which registered backbones of the same architecture could load ``obj`` (a wrong-source
     file, e.g. MoCo v3's linear-probe file given to the pre-training entry); '' if none."""
-    from . import get, registered
+    from .entry import get, registered
 
     names = []
     for name in registered():

@@ -100,3 +100,23 @@ class TimmViTAdapter(ViTAdapter):
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit.norm(x)
+
+
+# --------------------------------------------------------------------------- builders
+# named by the registry entries in ``zoo.py`` (as ``Lazy`` references, so the registry stays
+# torch-free)
+def vit_b16() -> nn.Module:
+    """timm's ViT-B/16: qkv bias, LayerNorm eps 1e-6, class token; the same architecture as the
+    MAE, MoCo v3 and original Google ViT-B/16 encoders.  No head, no fc_norm."""
+    import timm
+
+    return timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0)
+
+
+def vit_micro() -> nn.Module:
+    """Tiny ViT for tests and the demo: 32x32 input, 8x8 patches (16 tokens), 4 blocks, width
+    64."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=4, num_heads=4,
+                             num_classes=0)

@@ -5,96 +5,24 @@ decoded once into a cache (:mod:`.cache`) and their crops / resizes cut per batc
 
 ``load(spec, split, train)`` returns a :class:`Split`; ``split`` is canonical
 (train | val | trainval | test) and mapped to the benchmark's own names by the protocol.
+
+Torch-free as a package: ``DataError`` and the task tables (:mod:`.tasks`) import nothing heavy;
+the engine-facing names (:class:`Split`, ``load`` ...) come from :mod:`.split` on first use and
+each built-in loader module registers itself when ``load`` first needs it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Any
 
-import torch
-from torch.utils.data import Dataset
+from ..errors import DataError  # noqa: F401  (defined at the bottom layer; re-exported)
 
-from ..config import DataSpec
-
-
-class DataError(RuntimeError):
-    """Missing or malformed data; the message names the path and the command that fixes it."""
+#: names of :mod:`.split` kept importable from here (it imports torch: loaded on first use)
+_SPLIT_NAMES = ("LOADERS", "BUILTIN_LOADERS", "Split", "TensorSplitDataset", "in_memory_split",
+                "load", "num_classes", "register_loader")
 
 
-@dataclass
-class Split:
-    """One split of one task, ready for the engine."""
-    dataset: Dataset
-    num_classes: int
-    #: canonical split name and the benchmark's own name for it
-    split: str
-    source_name: str
-    #: when the whole split is held in memory: uint8 (N, 3, S, S) and int64 (N,)
-    images: Optional[torch.Tensor] = None
-    labels: Optional[torch.Tensor] = None
-    #: augmentation to apply on the device to in-memory training batches (None: none)
-    device_augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
-    #: decoded-image cache that cuts whole batches (``cache.FgvcCrops`` / ``cache.Tf1Resized``):
-    #: ``source.place(device).batch(indices, epoch generator, device)`` -> uint8 [B, 3, S, S];
-    #: the engine uses it instead of a DataLoader over ``dataset`` (which stays for other uses)
-    source: Optional[object] = None
-
-    @property
-    def in_memory(self) -> bool:
-        return self.images is not None
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-
-#: benchmark name -> loader(spec, split, train) -> Split
-LOADERS: Dict[str, Callable[[DataSpec, str, bool], Split]] = {}
-
-
-def register_loader(benchmark: str):
-    def deco(fn):
-        if benchmark in LOADERS:
-            raise KeyError(f"data loader '{benchmark}' registered twice")
-        LOADERS[benchmark] = fn
-        return fn
-    return deco
-
-
-def load(spec: DataSpec, split: str, train: bool) -> Split:
-    if split not in ("train", "val", "trainval", "test"):
-        raise DataError(f"unknown split '{split}' (train, val, trainval, test)")
-    try:
-        loader = LOADERS[spec.benchmark]
-    except KeyError:
-        raise DataError(f"unknown benchmark '{spec.benchmark}'; known: "
-                        f"{', '.join(sorted(LOADERS))}") from None
-    return loader(spec, split, train)
-
-
-def num_classes(spec: DataSpec) -> int:
-    from . import tasks
-    return tasks.num_classes(spec.benchmark, spec.task)
-
-
-class TensorSplitDataset(Dataset):
-    """Dataset over in-memory uint8 images and labels."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        assert images.dtype == torch.uint8 and images.ndim == 4
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.images[i], int(self.labels[i])
-
-
-def in_memory_split(images: torch.Tensor, labels: torch.Tensor, num_classes: int, split: str,
-                    source_name: str, device_augment=None) -> Split:
-    return Split(TensorSplitDataset(images, labels), num_classes, split, source_name,
-                 images=images, labels=labels, device_augment=device_augment)
-
-
-from . import builtin  # noqa: E402,F401  (digits, synthetic)
-from . import fgvc, vtab  # noqa: E402,F401  (FGVC, VTAB-1k: docs/data.md)
+def __getattr__(name: str) -> Any:
+    if name in _SPLIT_NAMES:
+        from . import split
+        return getattr(split, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

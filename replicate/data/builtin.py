@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import DataSpec
-from . import DataError, in_memory_split, register_loader
+from ..errors import DataError
+from .split import in_memory_split, register_loader
 from .tasks import num_classes
 
 

@@ -48,7 +48,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from . import DataError
+from ..errors import DataError
+from ..paths import file_sha256
 
 FORMAT = "replicate-image-cache/1"
 #: environment variable that moves the cache (the config key ``data.cache_root`` wins)
@@ -64,7 +65,8 @@ def cache_root(value: str = "") -> Optional[Path]:
     if value.lower() in OFF:
         return None
     if value:
-        from ..config import ConfigError, expand_path
+        from ..errors import ConfigError
+        from ..paths import expand_path
         try:
             return Path(expand_path(value, "data.cache_root")).expanduser()
         except ConfigError as e:
@@ -331,14 +333,6 @@ class Request:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read(path: str) -> bytes:

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from . import DataError
+from ..errors import DataError
 
 SCHEMA = "replicate-manifest/1"
 MANIFEST_DIR = Path(__file__).resolve().with_name("manifests")
@@ -132,7 +132,7 @@ class PixelDigest:
 # --------------------------------------------------------------------------- builders
 def build_fgvc(task: str, split_root: Path) -> dict:
     """Committed manifest of one FGVC dataset from the split files in ``split_root/<dir>/``."""
-    from . import fgvc
+    from . import fgvc_splits as fgvc
     ds = fgvc.get_dataset(task)
     sdir = Path(split_root) / ds.split_dir
     files = fgvc.read_split_files(sdir)

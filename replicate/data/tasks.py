@@ -27,7 +27,7 @@ def num_classes(benchmark: str, task: str) -> int:
     else:
         table = SMOKE_CLASSES.get(benchmark, {})
     if task not in table:
-        from . import DataError
+        from ..errors import DataError
         raise DataError(f"unknown task '{task}' for benchmark '{benchmark}'; known: "
                         f"{', '.join(sorted(table))}")
     return table[task]

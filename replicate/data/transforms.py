@@ -148,7 +148,7 @@ class FgvcTransform:
 
 def build(recipe: str, image_size: int, train: bool) -> Callable:
     """A PIL-image transform for a recipe name (see module docstring)."""
-    from . import DataError
+    from ..errors import DataError
     if recipe == "vpt-fgvc":
         return FgvcTransform(image_size, train)
     if recipe == "vpt-vtab":

@@ -32,10 +32,11 @@ import torch
 
 from ..config import DataSpec
 from ..protocol import split_name
-from . import DataError, Split, in_memory_split, register_loader
+from ..errors import DataError
+from .split import Split, in_memory_split, register_loader
 from . import cache
 from . import transforms as T
-from .fgvc import ImageFiles, check_files_exist, data_root, read_image
+from .files import ImageFiles, check_files_exist, data_root, read_image
 from .manifests import DataWarning, load_committed
 from .vtab_tasks import VtabTask, get_task
 

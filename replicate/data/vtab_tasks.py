@@ -35,7 +35,7 @@ def _largest_index_below(thresholds: np.ndarray, value: float, what: str) -> int
     :class:`DataError` naming ``what``; the exporter adds the task and example index."""
     hits = np.nonzero(thresholds - value < 0)[0]
     if hits.size == 0:
-        from . import DataError
+        from ..errors import DataError
         raise DataError(f"{what} is {value:g}, not above the first threshold {thresholds[0]:g} "
                         f"of {thresholds.tolist()}: the label rule has no bin for it (a corrupt "
                         "example, or not the TFDS version VPT used)")
@@ -283,7 +283,7 @@ assert set(TASKS) == set(VTAB_TASKS), "vtab_tasks.TASKS must cover tasks.VTAB_TA
 
 
 def get_task(task: str) -> VtabTask:
-    from . import DataError
+    from ..errors import DataError
     try:
         return TASKS[task]
     except KeyError:

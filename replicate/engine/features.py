@@ -35,7 +35,7 @@ class _Length:
 def not_applicable(model: methods.PromptedModel, train_split: data.Split) -> Optional[str]:
     """Why cached features would change the run (None when they are exact)."""
     m = model.method
-    if m.name != "linear" or m.trains_backbone:
+    if not m.frozen_up_to_head or m.trains_backbone:
         return f"method '{m.name}' has trainable parts before the head"
     if not train_split.in_memory:
         return "the training split is streamed through random transforms (not in memory)"
@@ -49,9 +49,9 @@ def extract(model: methods.PromptedModel, batches, norm: Callable,
             amp_dtype: Optional[torch.dtype]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Pooled features (head input) and labels of every image of ``batches``' split, in split
     order, on the batches' device."""
-    from .train import Batches
-
-    eval_b = Batches(batches.split, batches.bs, batches.device, False, batches.num_workers)
+    # the loader class of ``batches`` (engine.train.Batches), not an import of it: train
+    # imports this module, and the engine's import graph has no cycles
+    eval_b = type(batches)(batches.split, batches.bs, batches.device, False, batches.num_workers)
     model.train(False)
     feats, labels = [], []
     for x, y in eval_b.epoch(0, 0):
@@ -65,13 +65,11 @@ def extract(model: methods.PromptedModel, batches, norm: Callable,
 def feature_batches(model: methods.PromptedModel, batches, norm: Callable,
                     amp_dtype: Optional[torch.dtype]):
     """``batches`` with every image replaced by its features (same split, order, batch size)."""
-    from .train import Batches
-
     feats, labels = extract(model, batches, norm, amp_dtype)
     s = batches.split
     split = data.Split(_Length(len(labels)), s.num_classes, s.split, s.source_name + ":features",
                        images=feats, labels=labels)
-    return Batches(split, batches.bs, batches.device, batches.train, 0)
+    return type(batches)(split, batches.bs, batches.device, batches.train, 0)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +82,7 @@ def maybe_cache(model: methods.PromptedModel, train_b, eval_b: Dict[str, object]
     None (and the reason logged) when that would not be exact."""
     why = not_applicable(model, train_b.split)
     if why is not None:
-        if model.method.name == "linear":
+        if model.method.frozen_up_to_head:
             log(f"cache_features: not used ({why})")
         return None
     n = len(train_b.split) + sum(len(b.split) for b in eval_b.values())

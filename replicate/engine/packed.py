@@ -43,16 +43,12 @@ import torch.nn.functional as F
 
 from .. import data, methods
 from .lock import run_lock
+from .packing import MAY_DIFFER, flat_config
 from .run import Run, atomic_write_json, read_record
-from .train import (DIVERGED_IS_RESULT, Batches, CheckpointPolicy, NonFiniteLoss, RunLog,
+from .train import (DIVERGED_IS_RESULT, Batches, EpochBook, NonFiniteLoss, RunLog,
                     build_model, _execute_locked, build_optimizer, build_scheduler, diverged_record, execute,
                     load_checkpoint, make_record, normalizer, pick_device, resolve_precision,
                     save_checkpoint, seed_everything, write_failure)
-
-#: config keys a pack's runs may differ in (everything else must be equal)
-MAY_DIFFER = ("name", "source", "assumed", "cell", "seeds", "optim.lr", "optim.weight_decay",
-              "optim.momentum", "optim.wd_on_head_bias")
-
 
 class PackError(ValueError):
     """The runs cannot train as one pack; the message names the key that differs."""
@@ -72,34 +68,27 @@ class PackedRunsFailed(RuntimeError):
 
 
 # ------------------------------------------------------------------ compatibility
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k not in ("options", "assumed", "cell"):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def check_packable(runs: Sequence[Run], device_memory: Optional[int] = None) -> None:
     """Raise :class:`PackError` unless ``runs`` can share one backbone and batch schedule, and
     fit the device together (:func:`check_pack_memory`; ``device_memory`` in bytes, default:
-    the runs' CUDA device, no limit on a CPU)."""
+    the runs' CUDA device, no limit on a CPU).  The config rule is ``engine.packing``'s
+    (:data:`MAY_DIFFER`), which ``launch.make_packs`` groups by."""
     if not runs:
         return
     ref = runs[0]
     mtype = ref.experiment.method.type
-    if methods.get(mtype).trains_backbone:
-        raise PackError(f"method '{mtype}' trains the backbone: its runs cannot share one; run "
+    cls = methods.get(mtype)
+    if not cls.packable:
+        why = "trains the backbone" if cls.trains_backbone else "is not packable"
+        raise PackError(f"method '{mtype}' {why}: its runs cannot share one; run "
                         "them one by one (pack_size 1)")
-    base = _flat(ref.experiment.to_dict())
+    base = flat_config(ref.experiment.to_dict())
     for r in runs[1:]:
         if (r.train_split, tuple(r.eval_splits)) != (ref.train_split, tuple(ref.eval_splits)):
             raise PackError(f"run {r.run_id} trains/evaluates on {r.train_split}/{r.eval_splits}, "
                             f"run {ref.run_id} on {ref.train_split}/{ref.eval_splits}: pack only "
                             "runs of one stage (sweep.grid_runs)")
-        other = _flat(r.experiment.to_dict())
+        other = flat_config(r.experiment.to_dict())
         for key in sorted(set(base) | set(other)):
             if key in MAY_DIFFER:
                 continue
@@ -200,17 +189,16 @@ def packed_forward(models: Sequence[methods.PromptedModel], images: Sequence[tor
                    ) -> List[torch.Tensor]:
     """Logits of ``models[k](images[k])`` for every k, the frozen blocks run once on the
     concatenated token sequences.  All models share one adapter.  ``images`` entries that are
-    the same tensor object are embedded once.  Follows ``PromptedModel.forward_tokens``'s hook
-    order exactly (each run's hooks see only its own slice, under its own RNG stream)."""
+    the same tensor object are embedded once.  The block loop is ``methods.run_blocks``, the
+    one ``PromptedModel.forward_tokens`` uses (each run's hooks see only its own slice, under
+    its own RNG stream)."""
     a = models[0].adapter
     use = rng.use if rng is not None else _no_swap
-    block = block or a.block
     n_extra = {m.method.num_extra for m in models}
     if len(n_extra) != 1 or any(m.adapter is not a for m in models):
         raise PackError("packed models must share one adapter and the same number of extra tokens")
-    if any(m.method.trains_backbone for m in models):
-        raise PackError("a method that trains the backbone cannot share it")
-    n_extra = n_extra.pop()
+    if any(not m.method.packable for m in models):
+        raise PackError("a method that trains the backbone (not packable) cannot share it")
     embedded: Dict[int, torch.Tensor] = {}
     xs = []
     for k, (m, img) in enumerate(zip(models, images)):
@@ -221,24 +209,7 @@ def packed_forward(models: Sequence[methods.PromptedModel], images: Sequence[tor
             x = m.method.insert(embedded[id(img)])
             m.method.begin(x)
         xs.append(x)
-    sizes = [x.shape[0] for x in xs]
-    for i in range(a.num_blocks):
-        x_in = []
-        for k, m in enumerate(models):
-            with use(k):
-                x_in.append(m.method.before_block(i, xs[k]))
-        temps = [m.method.temperature(i) for m in models]
-        if all(t is None for t in temps):
-            temp = None
-        elif any(t is None for t in temps):
-            raise PackError(f"block {i}: some packed runs have a temperature and some not")
-        else:  # one temperature per sample (its run's), broadcast over heads and tokens
-            temp = torch.cat([t.reshape(1).expand(n) for t, n in zip(temps, sizes)])
-            temp = temp.view(-1, 1, 1, 1)
-        out = block(i, torch.cat(x_in), temp, n_extra).split(sizes)
-        for k, m in enumerate(models):
-            with use(k):
-                xs[k] = m.method.after_block(i, x_in[k], out[k])
+    xs = methods.run_blocks(a, [m.method for m in models], xs, block, use)
     return [m.method.head(m.method.features(a, x)) for m, x in zip(models, xs)]
 
 
@@ -404,7 +375,7 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
               f"packed with {len(members) - 1} other run(s){' SMOKE' if exp.smoke else ''}")
     first_eval = run0.eval_splits[0] if run0.eval_splits else None
     t_start = time.time()
-    ckpt_policy = CheckpointPolicy(t)
+    book = EpochBook(run0)
     for epoch in range(min(m.start_epoch for m in members), o.epochs):
         active = [m for m in members if m.failed is None and m.diverged is None
                   and m.start_epoch <= epoch]
@@ -420,65 +391,48 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
                                       t.max_steps_per_epoch)
         means = (loss_sum / max(seen, 1)).tolist()  # one host sync per epoch for the pack
         dt = time.time() - t0
-        last = epoch == o.epochs - 1
         evals = [None] * len(active)
-        if first_eval and not last and t.eval_every > 0 and (epoch + 1) % t.eval_every == 0:
+        if book.eval_due(epoch):
             evals = packed_evaluate([m.model for m in active], eval_b[first_eval], norm,
                                     amp_dtype, block)
-        why = should_stop() if not last else False  # a reason string (SIGTERM ...) or True
-        write = ckpt_policy.due(epoch, last, bool(why))
+        why, write = book.poll(epoch, should_stop)
         for k, m in enumerate(active):
             if not math.isfinite(means[k]):
+                e = book.non_finite(epoch, means[k], m.run.experiment.optim.lr)
                 try:
-                    raise NonFiniteLoss(f"non-finite training loss ({means[k]}) in epoch "
-                                        f"{epoch + 1}/{o.epochs} (counted from 1 as in the log): "
-                                        f"lower the lr (now {m.run.experiment.optim.lr}) or "
-                                        "check the data")
-                except NonFiniteLoss as e:
+                    raise e  # write_failure records the traceback of the exception being handled
+                except NonFiniteLoss:
                     if m.run.stage in DIVERGED_IS_RESULT:
-                        e.epoch, e.loss = epoch + 1, means[k]
                         m.diverged = diverged_record(m.run, e)
                         m.log(f"diverged: {e}; selection skips this grid point")
                     else:
                         write_failure(m.run, e, m.log)
                         m.failed = f"{type(e).__name__}: {e}"
                 continue
-            h = {"epoch": epoch, "train_loss": means[k], "lr": m.opt.param_groups[0]["lr"],
-                 "images_per_s": seen / max(dt, 1e-9)}
-            if evals[k] is not None:
-                h[f"{first_eval}_top1"] = evals[k]["top1"]
-            m.history.append(h)
-            key = f"{first_eval}_top1"
-            acc = f" {key} {h[key]:.2f}" if key in h else ""
-            m.log(f"epoch {epoch + 1}/{o.epochs} loss {means[k]:.4f} lr {h['lr']:.4g}{acc} "
-                  f"{h['images_per_s']:.0f} img/s (x{len(active)} packed)"
-                  f"{' [smoke]' if exp.smoke else ''}")
+            m.history.append(book.entry(epoch, means[k], m.opt.param_groups[0]["lr"], seen, dt,
+                                        evals[k]))
+            m.log(book.line(m.history[-1], f" (x{len(active)} packed)"))
             if write:
                 save_checkpoint(m.ckpt, m.model, m.opt, epoch, m.history, m.run.run_id,
                                 m.earlier_wall + (time.time() - t_start) / len(members))
         if write:
-            ckpt_policy.written()
+            book.written()
         if why:
             for m in members:
                 if m.failed is None:
-                    m.log(f"stopping after epoch {epoch + 1} "
-                          f"({why if isinstance(why, str) else 'preempted'}); checkpoint saved, "
-                          f"resume continues here")
+                    m.log(book.stop_line(epoch, why, "here"))
             return {}
     done = [m for m in members if m.failed is None and m.diverged is None]
-    metrics: List[dict] = [{} for _ in done]
+    evals_by_split: List[Dict[str, dict]] = [{} for _ in done]
     for s, b in eval_b.items():
         for k, ev in enumerate(packed_evaluate([m.model for m in done], b, norm, amp_dtype,
                                                block)):
-            metrics[k].update({f"{s}_top1": ev["top1"], f"{s}_loss": ev["loss"],
-                               f"{s}_n": ev["n"]})
+            evals_by_split[k][s] = ev
     wall = (time.time() - t_start) / max(len(done), 1)  # each run's share of the pack's time
     out: Dict[str, Optional[dict]] = {}
-    for m, met in zip(done, metrics):
-        if m.history and first_eval:
-            m.history[-1][f"{first_eval}_top1"] = met[f"{first_eval}_top1"]
-        m.log("final " + " ".join(f"{k} {v:.2f}" for k, v in met.items() if k.endswith("top1"))
-              + f" (packed x{len(done)})" + (" [smoke]" if exp.smoke else ""))
+    for m, evs in zip(done, evals_by_split):
+        met = book.final(evs, m.history)
+        m.log(book.final_line(met, f" (packed x{len(done)})"))
         run = dataclasses.replace(m.run, tags={**m.run.tags, "packed": len(members)})
         out[m.run.run_id] = make_record(run, m.model, entry, met, m.history, device, precision,
                                         m.earlier_wall + wall)

@@ -20,7 +20,7 @@ import subprocess
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -471,6 +471,88 @@ class CheckpointPolicy:
         self.last_write = self.clock()
 
 
+class EpochBook:
+    """The per-epoch bookkeeping of one training loop, shared by the plain (:func:`_train`) and
+    packed (``engine.packed._train_packed``) engines so their histories, logs, evaluation
+    schedule, checkpoint policy and stop handling cannot drift apart.
+
+    A line's ``suffix`` says how it was trained (`` (x3 packed)`` in a pack); a smoke run's
+    lines end in `` [smoke]``."""
+
+    def __init__(self, run: Run):
+        exp = run.experiment
+        self.train = exp.train
+        self.epochs = exp.optim.epochs
+        self.smoke = exp.smoke
+        self.first_eval = run.eval_splits[0] if run.eval_splits else None
+        self.policy = CheckpointPolicy(exp.train)
+
+    def last(self, epoch: int) -> bool:
+        return epoch == self.epochs - 1
+
+    def eval_due(self, epoch: int) -> bool:
+        """Evaluate the first eval split after ``epoch``?  The last epoch's evaluation is the
+        final one (not done twice)."""
+        t = self.train
+        return bool(self.first_eval) and not self.last(epoch) and t.eval_every > 0 \
+            and (epoch + 1) % t.eval_every == 0
+
+    def non_finite(self, epoch: int, mean_loss: float, lr: float) -> "NonFiniteLoss":
+        return NonFiniteLoss(f"non-finite training loss ({mean_loss}) in epoch {epoch + 1}/"
+                             f"{self.epochs} (counted from 1 as in the log): lower "
+                             f"the lr (now {lr}) or check the data",
+                             epoch=epoch + 1, loss=mean_loss)
+
+    def entry(self, epoch: int, mean_loss: float, lr: float, seen: int, dt: float,
+              ev: Optional[Dict[str, float]]) -> dict:
+        """The history entry of ``epoch`` (``ev``: its evaluation, or None)."""
+        h = {"epoch": epoch, "train_loss": mean_loss, "lr": lr,
+             "images_per_s": seen / max(dt, 1e-9)}
+        if ev is not None:
+            h[f"{self.first_eval}_top1"] = ev["top1"]
+        return h
+
+    def line(self, h: dict, suffix: str = "") -> str:
+        """The log line of history entry ``h``."""
+        key = f"{self.first_eval}_top1"
+        acc = f" {key} {h[key]:.2f}" if key in h else ""
+        return (f"epoch {h['epoch'] + 1}/{self.epochs} loss {h['train_loss']:.4f} "
+                f"lr {h['lr']:.4g}{acc} {h['images_per_s']:.0f} img/s{suffix}"
+                f"{' [smoke]' if self.smoke else ''}")
+
+    def poll(self, epoch: int, should_stop: Callable[[], object]) -> Tuple[object, bool]:
+        """``(why, write)``: the stop reason after ``epoch`` (a string such as ``"SIGTERM"``,
+        True, or False; never polled after the last epoch) and whether ``last.ckpt`` is due."""
+        last = self.last(epoch)
+        why = should_stop() if not last else False
+        return why, self.policy.due(epoch, last, bool(why))
+
+    def written(self) -> None:
+        self.policy.written()
+
+    @staticmethod
+    def stop_line(epoch: int, why: object, where: str = "from here") -> str:
+        return (f"stopping after epoch {epoch + 1} ({why if isinstance(why, str) else 'preempted'}"
+                f"); checkpoint saved, resume continues {where}")
+
+    def final(self, evals: Dict[str, Dict[str, float]], history: list) -> dict:
+        """Final metrics from each eval split's evaluation; the last history entry gets the
+        first split's final top-1."""
+        metrics = {}
+        for s, ev in evals.items():
+            metrics[f"{s}_top1"] = ev["top1"]
+            metrics[f"{s}_loss"] = ev["loss"]
+            metrics[f"{s}_n"] = ev["n"]
+        if history and self.first_eval:
+            history[-1][f"{self.first_eval}_top1"] = metrics[f"{self.first_eval}_top1"]
+        return metrics
+
+    def final_line(self, metrics: dict, suffix: str = "") -> str:
+        return ("final " + " ".join(f"{k} {v:.2f}" for k, v in metrics.items()
+                                    if k.endswith("top1"))
+                + suffix + (" [smoke]" if self.smoke else ""))
+
+
 def save_checkpoint(path: Path, model: methods.PromptedModel, opt: torch.optim.Optimizer,
                     epoch: int, history: list, run_id: str, wall_time_s: float = 0.0) -> None:
     """``wall_time_s``: training time of every attempt so far (a resumed run's record keeps
@@ -528,6 +610,48 @@ def execute(run: Run, echo: Callable[[str], None] = print,
         return done
     with run_lock(run_dir, echo=echo):  # one trainer per run; a second one waits here
         return _execute_locked(run, echo, should_stop)
+
+
+def execute_all(runs: Sequence[Run], echo: Callable[[str], None] = print,
+                should_stop: Callable[[], object] = lambda: False,
+                announce: Optional[Callable[[int, Run], None]] = None,
+                keep_going: bool = True,
+                on_failure: Optional[Callable[[Run, Exception], None]] = None,
+                execute_one: Optional[Callable[..., Optional[dict]]] = None,
+                ) -> Tuple[List[Optional[dict]], List[Tuple[Run, Exception]]]:
+    """Train ``runs`` one after the other with :func:`execute`: the one run loop of the CLI
+    (``run``/``reproduce`` in process), the demo and a launched job's runs.
+
+    ``should_stop`` is polled before each run and by the engine after every epoch; a run
+    stopped at an epoch boundary ends the loop.  ``announce(i, run)`` (1-based) is called
+    before each run.  A run that raises: with ``keep_going`` the error is in its failed.json,
+    ``on_failure(run, error)`` is called and the next run trains; otherwise it propagates.
+    Returns ``(records, failures)``: one record per run (None when failed, stopped or not
+    reached) and the ``(run, error)`` of each failed run.  ``execute_one`` replaces
+    :func:`execute` (called as ``execute_one(run, echo=..., should_stop=...)``)."""
+    execute_one = execute_one or execute
+    records: List[Optional[dict]] = []
+    failures: List[Tuple[Run, Exception]] = []
+    for i, r in enumerate(runs, 1):
+        if should_stop():
+            break
+        if announce is not None:
+            announce(i, r)
+        try:
+            rec = execute_one(r, echo=echo, should_stop=should_stop)
+        except Exception as e:
+            if not keep_going:
+                raise
+            failures.append((r, e))
+            records.append(None)
+            if on_failure is not None:
+                on_failure(r, e)
+            continue
+        records.append(rec)
+        if rec is None:  # stopped at an epoch boundary (preemption, SIGTERM)
+            break
+    records += [None] * (len(runs) - len(records))  # not reached: stopped before
+    return records, failures
 
 
 def _execute_locked(run: Run, echo: Callable[[str], None], should_stop) -> Optional[dict]:
@@ -596,9 +720,8 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
         f"{exp.data.task} train={run.train_split}({len(train_split)}) seed={run.seed} "
         f"lr={o.lr} wd={o.weight_decay} bs={o.batch_size} epochs={o.epochs} device={device} "
         f"{precision} trainable={n_train:,}{' SMOKE' if exp.smoke else ''}")
-    first_eval = run.eval_splits[0] if run.eval_splits else None
+    book = EpochBook(run)
     t_start = time.time()
-    ckpt_policy = CheckpointPolicy(t)
     for epoch in range(start_epoch, o.epochs):
         sched.step(epoch)  # lr for this epoch (VPT steps after each epoch: same sequence)
         seed_everything(run.seed, epoch)
@@ -613,42 +736,24 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
             seen += y.numel()
         mean_loss = (loss_sum / max(seen, 1)).item()  # one host sync per epoch
         if not math.isfinite(mean_loss):
-            raise NonFiniteLoss(f"non-finite training loss ({mean_loss}) in epoch {epoch + 1}/"
-                                f"{o.epochs} (counted from 1 as in the log): lower "
-                                f"the lr (now {o.lr}) or check the data",
-                                epoch=epoch + 1, loss=mean_loss)
+            raise book.non_finite(epoch, mean_loss, o.lr)
         dt = time.time() - t0
-        entry_h = {"epoch": epoch, "train_loss": mean_loss, "lr": opt.param_groups[0]["lr"],
-                   "images_per_s": seen / max(dt, 1e-9)}
-        last = epoch == o.epochs - 1
-        # the last epoch's evaluation is the final one below (not done twice)
-        if first_eval and not last and t.eval_every > 0 and (epoch + 1) % t.eval_every == 0:
-            ev = evaluate(fwd, eval_b[first_eval], norm, amp_dtype)
-            entry_h[f"{first_eval}_top1"] = ev["top1"]
-        history.append(entry_h)
-        acc = f" {first_eval}_top1 {entry_h[f'{first_eval}_top1']:.2f}" if f"{first_eval}_top1" in entry_h else ""
-        log(f"epoch {epoch + 1}/{o.epochs} loss {mean_loss:.4f} lr {entry_h['lr']:.4g}{acc} "
-            f"{entry_h['images_per_s']:.0f} img/s{' [smoke]' if exp.smoke else ''}")
-        why = should_stop() if not last else False  # a reason string (SIGTERM ...) or True
-        if ckpt_policy.due(epoch, last, bool(why)):
+        ev = (evaluate(fwd, eval_b[book.first_eval], norm, amp_dtype)
+              if book.eval_due(epoch) else None)
+        history.append(book.entry(epoch, mean_loss, opt.param_groups[0]["lr"], seen, dt, ev))
+        log(book.line(history[-1]))
+        why, write = book.poll(epoch, should_stop)
+        if write:
             save_checkpoint(ckpt_path, model, opt, epoch, history, run.run_id,
                             earlier_wall + time.time() - t_start)
-            ckpt_policy.written()
+            book.written()
         if why:
-            log(f"stopping after epoch {epoch + 1} ({why if isinstance(why, str) else 'preempted'}"
-                f"); checkpoint saved, resume continues from here")
+            log(book.stop_line(epoch, why))
             return None
-    metrics = {}
-    for s, b in eval_b.items():
-        ev = evaluate(fwd, b, norm, amp_dtype)
-        metrics[f"{s}_top1"] = ev["top1"]
-        metrics[f"{s}_loss"] = ev["loss"]
-        metrics[f"{s}_n"] = ev["n"]
-    if history and first_eval:
-        history[-1][f"{first_eval}_top1"] = metrics[f"{first_eval}_top1"]
+    metrics = book.final({s: evaluate(fwd, b, norm, amp_dtype) for s, b in eval_b.items()},
+                         history)
     wall = earlier_wall + time.time() - t_start  # every attempt's time, not only this one's
-    log("final " + " ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.endswith("top1"))
-        + (" [smoke]" if exp.smoke else ""))
+    log(book.final_line(metrics))
     return make_record(run, model, entry, metrics, history, device, precision, wall)
 
 

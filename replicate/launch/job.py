@@ -204,6 +204,7 @@ class RunJob(submitit.helpers.Checkpointable):
     def _run_all(self, run_dicts: List[dict]) -> List[Optional[dict]]:
         from ..engine import Run, execute
         from ..engine.packed import PackError, PackedRunsFailed, check_packable, execute_packed
+        from ..engine.train import execute_all
 
         _limit_threads()
         runs = [Run.from_dict(d) for d in run_dicts]
@@ -219,26 +220,15 @@ class RunJob(submitit.helpers.Checkpointable):
                     return execute_packed(runs, echo=_echo, should_stop=self._should_stop)
                 except PackedRunsFailed as e:
                     raise RunFailures(str(e)) from e
-        records: List[Optional[dict]] = []
-        failures = []
-        for d in run_dicts:
-            if self._stop_requested:
-                break
-            run = Run.from_dict(d)
-            try:
-                rec = execute(run, echo=_echo, should_stop=self._should_stop)
-            except Exception as e:
-                if len(run_dicts) == 1:
-                    raise
-                failures.append((run, e))
-                print(f"[replicate.launch] run {run.run_id} FAILED: {type(e).__name__}: {e} "
-                      f"(see {run.run_dir / 'failed.json'}); continuing with the pack", flush=True)
-                records.append(None)
-                continue
-            records.append(rec)
-            if rec is None:  # stopped at an epoch boundary (preemption)
-                break
-        records += [None] * (len(run_dicts) - len(records))  # not reached: stopped before
+
+        def failed(run: Run, e: Exception) -> None:
+            print(f"[replicate.launch] run {run.run_id} FAILED: {type(e).__name__}: {e} "
+                  f"(see {run.run_dir / 'failed.json'}); continuing with the pack", flush=True)
+
+        # a job of one run raises its error as is; a pack's runs go on past a failure
+        records, failures = execute_all(runs, echo=_echo, should_stop=self._should_stop,
+                                        keep_going=len(runs) > 1, on_failure=failed,
+                                        execute_one=execute)
         if failures:
             lines = [f"{len(failures)} of {len(run_dicts)} runs failed:"]
             lines += [f"  {r.run_id}: {type(e).__name__}: {e} (traceback in "

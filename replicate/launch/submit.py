@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import submitit
 
+from ..engine.packing import pack_key
 from .executors import KINDS, LaunchError, make_executor
 from .job import RunJob
 from .snapshot import snapshot_code
@@ -33,19 +34,15 @@ ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", 
                  "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "QUEUED"}
 
 
-def _pack_key(run) -> Tuple:
-    e = run.experiment
-    return (e.backbone.name, e.backbone.checkpoint, e.data.benchmark, e.data.task, run.train_split)
-
-
 def make_packs(runs: Sequence, pack_size: int = 1) -> List[list]:
-    """Group runs that share backbone, checkpoint, task and training split (they can reuse the
-    loaded backbone and data), in order of first appearance, in packs of at most ``pack_size``."""
+    """Group runs that may train as one pack (``engine.packing.pack_key``: same config but for
+    lr, weight decay, momentum, naming and seed; same stage splits), in order of first
+    appearance, in packs of at most ``pack_size``."""
     if pack_size < 1:
         raise ValueError(f"pack_size must be >= 1, got {pack_size}")
     groups: "OrderedDict[Tuple, list]" = OrderedDict()
     for r in runs:
-        groups.setdefault(_pack_key(r), []).append(r)
+        groups.setdefault(pack_key(r), []).append(r)
     packs = []
     for members in groups.values():
         packs += [members[i:i + pack_size] for i in range(0, len(members), pack_size)]
@@ -173,7 +170,7 @@ def error_summary(text: str) -> str:
 
 def _outcome(job: submitit.Job) -> Tuple[str, Optional[str], Optional[str]]:
     """(state, the runs' own error as one line, submitit's full text) of a finished job."""
-    from ..engine.run import failure_reason, run_state
+    from ..runs import failure_reason, run_state
 
     err = job.exception()
     if err is None:
@@ -351,7 +348,7 @@ def job_states(log_folder: Path) -> List[dict]:
     run that did not finish, ``error`` ends with what re-submitting does ("resumable from
     epoch k: re-submit the stage").
     """
-    from ..engine.run import failure_reason, run_state
+    from ..runs import failure_reason, run_state
 
     latest: "OrderedDict[str, Tuple[dict, dict, dict]]" = OrderedDict()
     for entry in read_manifest(log_folder):

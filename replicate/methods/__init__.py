@@ -1,35 +1,67 @@
 """Method registry.  Each method registers a class with an ``Options`` dataclass; the config
 layer validates ``method = dict(type=..., **options)`` against it, so an unknown option is an
-error naming the option and the method."""
+error naming the option and the method.
+
+Torch-free: the built-in methods' options live in ``options.py`` and their classes are imported
+on first :func:`get` (each module registers itself), so loading and validating a config imports
+no torch."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Mapping
 
-from ..backbones import ViTAdapter
-from ..registry import Registry
-from .base import POOLS, BaseOptions, PromptedModel, PromptMethod
-from .baselines import FullFinetune, LinearProbe
-from .gatevpt import GateVPT, GateVPTOptions
-from .lspt import LSPT, LSPTOptions
-from .vpt import VPTDeep, VPTOptions, VPTShallow
-from .vptm import VPTM, VPTMOptions
+from ..registry import Lazy, Registry
+from .options import OPTIONS, POOLS, BaseOptions  # noqa: F401  (torch-free)
 
 _REGISTRY: Registry[type] = Registry("method", lambda cls: cls.name)
-register = _REGISTRY.register
-registered = _REGISTRY.names
-get = _REGISTRY.get
+registered_classes = _REGISTRY.names
+
+#: built-in methods: name -> implementation, imported on first ``get`` (each module registers
+#: its classes); their options are in ``options.OPTIONS``, so validation imports no torch
+BUILTIN = {"linear": "baselines:LinearProbe", "finetune": "baselines:FullFinetune",
+           "vpt_shallow": "vpt:VPTShallow", "vpt_deep": "vpt:VPTDeep",
+           "gatevpt": "gatevpt:GateVPT", "lspt": "lspt:LSPT", "vptm": "vptm:VPTM"}
+def register(cls: type) -> type:
+    """Register a method class (``name``, ``Options``); a method defined outside the package
+    calls this from its own module, imported through a config's ``custom_imports``."""
+    builtin = OPTIONS.get(cls.name)
+    if builtin is not None and cls.Options is not builtin:
+        raise KeyError(f"method name {cls.name!r} is a built-in method's; choose another name")
+    return _REGISTRY.register(cls)
+
+
+def registered() -> list:
+    """Every method name: built-in (registered on first use) and registered."""
+    return sorted(set(_REGISTRY.names()) | set(BUILTIN))
+
+
+def get(name: str) -> type:
+    """The method class of ``name`` (imports a built-in method's module on first use)."""
+    if name not in _REGISTRY and name in BUILTIN:
+        Lazy(f"{__name__}.{BUILTIN[name]}").resolve()  # the module registers the class
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown method '{name}'; registered: {', '.join(registered())}")
+    return _REGISTRY.get(name)
+
+
+def options_class(name: str) -> type:
+    """The ``Options`` dataclass of method ``name``, without importing its implementation."""
+    if name in _REGISTRY:
+        return _REGISTRY.get(name).Options
+    if name in OPTIONS:
+        return OPTIONS[name]
+    raise KeyError(f"unknown method '{name}'; registered: {', '.join(registered())}")
 
 
 def make_options(name: str, options: Mapping[str, Any]):
-    cls = get(name)
-    allowed = {f.name for f in dataclasses.fields(cls.Options)}
+    opts_cls = options_class(name)
+    allowed = {f.name for f in dataclasses.fields(opts_cls)}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise KeyError(f"unknown option(s) {', '.join(map(repr, unknown))} for method "
                        f"'{name}'; allowed: {', '.join(sorted(allowed))}")
-    _check_types(name, cls.Options, options)
-    opts = cls.Options(**dict(options))
+    _check_types(name, opts_cls, options)
+    opts = opts_cls(**dict(options))
     if hasattr(opts, "validate"):  # enumerated / ranged options (BaseOptions.validate)
         opts.validate()
     return opts
@@ -58,20 +90,33 @@ def validate_options(name: str, options: Mapping[str, Any]) -> None:
     make_options(name, options)
 
 
-def build_model(adapter: ViTAdapter, method: str, options: Mapping[str, Any], num_classes: int,
-                default_pool: str = "cls") -> PromptedModel:
+def build_model(adapter: "ViTAdapter", method: str, options: Mapping[str, Any], num_classes: int,
+                default_pool: str = "cls") -> "PromptedModel":
+    from .base import PromptedModel
+
     cls = get(method)
     return PromptedModel(adapter, cls(make_options(method, options), adapter, num_classes,
                                       default_pool))
 
 
-for _cls in (LinearProbe, FullFinetune, VPTShallow, VPTDeep, GateVPT):
-    register(_cls)
-register(VPTM)
-register(LSPT)
+#: names kept importable from here; their modules import torch, so they load on first use
+_LAZY = {"PromptedModel": "base", "PromptMethod": "base", "run_blocks": "base",
+         "ViTAdapter": "replicate.backbones.vit", "LinearProbe": "baselines", "FullFinetune": "baselines",
+         "VPTShallow": "vpt", "VPTDeep": "vpt", "VPTOptions": "options",
+         "GateVPT": "gatevpt", "GateVPTOptions": "options", "LSPT": "lspt",
+         "LSPTOptions": "options", "VPTM": "vptm", "VPTMOptions": "options"}
 
-__all__ = ["register", "registered", "get", "build_model", "make_options", "validate_options",
-           "PromptedModel", "PromptMethod", "BaseOptions", "POOLS", "GateVPT", "GateVPTOptions",
-           "LSPT", "LSPTOptions",
-           "VPTShallow", "VPTDeep", "VPTOptions", "LinearProbe", "FullFinetune", "VPTM",
-           "VPTMOptions"]
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod = _LAZY[name]
+        return getattr(importlib.import_module(mod if "." in mod else f"{__name__}.{mod}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["register", "registered", "get", "options_class", "build_model", "make_options",
+           "validate_options", "PromptedModel", "PromptMethod", "run_blocks", "BaseOptions",
+           "POOLS", "GateVPT", "GateVPTOptions", "LSPT", "LSPTOptions", "VPTShallow", "VPTDeep",
+           "VPTOptions", "LinearProbe", "FullFinetune", "VPTM", "VPTMOptions"]

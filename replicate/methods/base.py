@@ -6,7 +6,7 @@
     x = adapter.embed(images)                 # [CLS, patches] + position embedding
     x = method.insert(x)                      # [CLS, extra tokens, patches]
     method.begin(x)                           # per-batch state (e.g. LSPT's LSTM) reset here
-    for i in blocks:
+    for i in blocks:                          # run_blocks(): shared with packed and seg
         x_in  = method.before_block(i, x)     # VPT-deep replaces the prompt slice
         x_out = adapter.block(i, x_in, temp=method.temperature(i), n_extra=method.num_extra)
         x     = method.after_block(i, x_in, x_out)   # GateVPT gates the prompt slice
@@ -18,52 +18,17 @@ backbone is never copied.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass
-from typing import ClassVar, Optional, Tuple
+from typing import Callable, ClassVar, ContextManager, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..backbones import ViTAdapter
 
-#: head inputs (``pool`` option).  'auto' takes the backbone entry's default.
-POOLS = {
-    "cls": "final norm, then the CLS token (VPT/GateVPT on supervised and MoCo v3 ViTs)",
-    "mean_norm": "mean over all tokens but CLS (prompts + patches), then the pretrained final "
-                 "norm (GateVPT's MAE 'original' pooling)",
-    "mean_fcnorm": "mean over all tokens but CLS, then a fresh frozen LayerNorm (VPT's MAE "
-                   "pooling: its fc_norm is not in the MAE checkpoint and stays at init)",
-    "mean_patches_norm": "mean over patch tokens only, then the final norm ('img_pool')",
-}
-
-
-@dataclass(frozen=True)
-class BaseOptions:
-    """Options every method has."""
-    #: head input, one of POOLS or 'auto' (the backbone's default)
-    pool: str = "auto"
-    #: head init: vpt (kaiming-normal fan_out weight, bias -log(99), VPT's mlp.py) | zeros
-    head_init: str = "vpt"
-
-    def validate(self) -> None:
-        """Enumerated and ranged options, checked when a config loads
-        (``replicate.methods.validate_options``); each subclass extends it."""
-        check_choice("pool", self.pool, ("auto", *sorted(POOLS)))
-        check_choice("head_init", self.head_init, ("vpt", "zeros"))
-
-
-def check_choice(key: str, value, allowed) -> None:
-    """``method.<key>`` must be one of ``allowed`` (the message lists them)."""
-    if value not in allowed:
-        raise ValueError(f"'method.{key}' = {value!r} is invalid: it must be one of "
-                         f"{', '.join(map(repr, allowed))}")
-
-
-def check_range(key: str, value, ok: bool, want: str) -> None:
-    """``method.<key>`` must satisfy ``ok`` (``want`` says what is allowed)."""
-    if not ok:
-        raise ValueError(f"'method.{key}' = {value!r} is invalid: it must be {want}")
+# options, pools and the option checks are torch-free (options.py); re-exported here
+from .options import POOLS, BaseOptions, check_choice, check_range  # noqa: E402,F401
 
 
 def init_head(head: nn.Linear, how: str) -> None:
@@ -108,6 +73,15 @@ class PromptMethod(nn.Module):
     Options: ClassVar[type] = BaseOptions
     #: True for full fine-tuning: the backbone trains and stays in train mode
     trains_backbone: ClassVar[bool] = False
+    #: True when nothing before the head trains or draws randomness (the linear probe): the
+    #: head input is a fixed function of the image, so features can be cached (engine/features)
+    frozen_up_to_head: ClassVar[bool] = False
+    #: runs of this method may share one frozen backbone in a pack (engine/packed.py)
+    packable: ClassVar[bool] = True
+    #: plan estimates: a method without its own benchmark row (results/bench) takes the median
+    #: model FLOP/s of its family's rows.  'prompt': backward through the frozen blocks to
+    #: tokens; 'head': no backward through the blocks; 'full': every weight trains
+    throughput_family: ClassVar[str] = "prompt"
 
     def __init__(self, opts: BaseOptions, adapter: ViTAdapter, num_classes: int,
                  default_pool: str = "cls"):
@@ -165,6 +139,58 @@ class PromptMethod(nn.Module):
         return None
 
 
+def _no_swap(k: int) -> ContextManager[None]:
+    return contextlib.nullcontext()
+
+
+def run_blocks(adapter: ViTAdapter, methods: Sequence[PromptMethod], xs: List[torch.Tensor],
+               block: Optional[Callable] = None, use: Optional[Callable] = None,
+               num_blocks: Optional[int] = None,
+               on_block: Optional[Callable[[int, List[torch.Tensor]], None]] = None
+               ) -> List[torch.Tensor]:
+    """The block loop with the methods' hooks, shared by the plain (:class:`PromptedModel`),
+    packed (``engine.packed``) and segmentation (``seg.backbone``) forwards.
+
+    ``xs[k]`` is method ``k``'s token sequence after ``insert``/``begin``.  One method: the
+    hooks run in the order of the module docstring.  Several (a pack sharing ``adapter``):
+    every run's ``before_block`` (under ``use(k)``, its RNG stream), the frozen block once on
+    the concatenated sequences with one temperature per sample, then every ``after_block``.
+    ``block(i, x, temp, n_extra)`` defaults to ``adapter.block`` (a compiled block in a pack);
+    ``num_blocks`` stops early (segmentation); ``on_block(i, xs)`` sees every block's output.
+    Returns the final token sequences."""
+    block = block or adapter.block
+    use = use or _no_swap
+    n_extra = {m.num_extra for m in methods}
+    if len(n_extra) != 1:
+        raise ValueError("methods sharing a block loop must add the same number of extra tokens")
+    n_extra = n_extra.pop()
+    xs = list(xs)
+    sizes = [x.shape[0] for x in xs]
+    for i in range(adapter.num_blocks if num_blocks is None else num_blocks):
+        x_in = []
+        for k, m in enumerate(methods):
+            with use(k):
+                x_in.append(m.before_block(i, xs[k]))
+        temps = [m.temperature(i) for m in methods]
+        if len(methods) == 1:
+            out = [block(i, x_in[0], temps[0], n_extra)]
+        else:
+            if all(t is None for t in temps):
+                temp = None
+            elif any(t is None for t in temps):
+                raise ValueError(f"block {i}: some packed runs have a temperature and some not")
+            else:  # one temperature per sample (its run's), broadcast over heads and tokens
+                temp = torch.cat([t.reshape(1).expand(n) for t, n in zip(temps, sizes)])
+                temp = temp.view(-1, 1, 1, 1)
+            out = block(i, torch.cat(x_in), temp, n_extra).split(sizes)
+        for k, m in enumerate(methods):
+            with use(k):
+                xs[k] = m.after_block(i, x_in[k], out[k])
+        if on_block is not None:
+            on_block(i, xs)
+    return xs
+
+
 class PromptedModel(nn.Module):
     """A frozen ViT adapter + one method.  ``forward(images) -> logits``."""
 
@@ -191,11 +217,7 @@ class PromptedModel(nn.Module):
         m.prepare_step()
         x = m.insert(a.embed(images))
         m.begin(x)
-        for i in range(a.num_blocks):
-            x_in = m.before_block(i, x)
-            x_out = a.block(i, x_in, temp=m.temperature(i), n_extra=m.num_extra)
-            x = m.after_block(i, x_in, x_out)
-        return x
+        return run_blocks(a, [m], [x])[0]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.forward_tokens(images)

@@ -17,45 +17,15 @@ give the paper's GATE / GATE+LT ablation (Fig. 6).
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 
-from .base import check_range, join_stream, split_stream
-from .vpt import VPTOptions, VPTShallow
-
-
-@dataclass(frozen=True)
-class GateVPTOptions(VPTOptions):
-    #: prompt tokens (FGVC/ADE20K: 100; VTAB-1k: per task, paper Table 5)
-    num_prompts: int = 100
-    #: learnable per-block gates (the paper's GATE)
-    gate: bool = True
-    #: initial gate logit is -gate_init (official code); Table 5 "GATE INIT."
-    gate_init: float = 10.0
-    #: number of gated blocks, counted from the first; -1 = all but the last (official GATE_NUM=11)
-    num_gates: int = -1
-    #: learnable per-block attention temperature (the paper's LT / adaptive attention shaping)
-    learn_temp: bool = True
-    #: initial temperature (official: ones)
-    temp_init: float = 1.0
-    #: clamp range applied before every forward (official TEMP_MIN / TEMP_MAX)
-    temp_min: float = 0.01
-    temp_max: float = 10.0
-
-    def validate(self) -> None:
-        super().validate()
-        check_range("num_gates", self.num_gates, self.num_gates >= -1,
-                    "-1 (all blocks but the last) or a number of blocks >= 0")
-        check_range("gate_init", self.gate_init, math.isfinite(self.gate_init), "a finite number")
-        if self.learn_temp:
-            check_range("temp_init", (self.temp_min, self.temp_init, self.temp_max),
-                        0 < self.temp_min <= self.temp_init <= self.temp_max,
-                        "0 < temp_min <= temp_init <= temp_max (the values shown are "
-                        "temp_min, temp_init, temp_max)")
+from . import register
+from .base import join_stream, split_stream
+from .options import GateVPTOptions  # noqa: F401  (torch-free; re-exported)
+from .vpt import VPTShallow
 
 
 class GateVPT(VPTShallow):
@@ -100,3 +70,7 @@ class GateVPT(VPTShallow):
         cls, p_out, rest = split_stream(x_out, self.num_extra)  # views; one backward node
         p = self.combine_prompts(i, self.prompt_slice(x_in), p_out)
         return join_stream(cls, p, rest)
+
+
+# the registry imports no implementation: each method registers itself
+register(GateVPT)

@@ -25,83 +25,16 @@ Variants (``coupling`` + the two switches):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .base import check_choice, check_range, join_stream, split_stream
-from .gatevpt import GateVPT, GateVPTOptions
-
-#: ``spatial_tokens`` values -> which tokens of a block's output are averaged
-SPATIAL_TOKENS = {
-    "patches": "the N patch tokens only (no CLS, no prompts): 'average embedding of patch tokens'",
-    "patches_cls": "CLS and the N patch tokens (no prompts)",
-    "all": "every token: CLS, prompts and patches",
-}
-#: ``spatial_where`` values -> where the mean enters relative to GateVPT's gate
-SPATIAL_WHERE = {
-    "before_gate": "added to the block's output prompts, then gated: g*(P_out+m) + (1-g)*P_in",
-    "after_gate": "added after the gate: g*P_out + (1-g)*P_in + m",
-}
-SPATIAL_SCALES = ("none", "scalar", "channel")
-LSTM_INITS = ("zeros", "prompts")
-CODED_BLOCKS = ("gates", "all")
-COUPLINGS = ("gate_then_lstm", "lstm_replaces_gate")
-LSTM_OUTPUTS = ("replace", "residual")
-
-
-@dataclass(frozen=True)
-class LSPTOptions(GateVPTOptions):
-    """GateVPT's options (a superset, so an LSPT config can inherit a GateVPT config) + LSPT's."""
-    # ---- spatial prompt coding (CSPC / GSPC)
-    #: add the mean token embedding of each coded block's output to the prompts
-    spatial: bool = True
-    #: which output tokens are averaged, one of SPATIAL_TOKENS [CHOICE; default: reviewer 1's quote]
-    spatial_tokens: str = "patches"
-    #: where the mean is added relative to GateVPT's gate, one of SPATIAL_WHERE [CHOICE]
-    spatial_where: str = "before_gate"
-    #: learned scale s on the mean: none (s = 1) | scalar (one per coded block) | channel (a
-    #: D-vector per coded block) [CHOICE; no source mentions one]
-    spatial_scale: str = "none"
-    #: initial value of the learned scale (ignored when spatial_scale='none')
-    spatial_scale_init: float = 1.0
-    # ---- long-term prompt coding (LPC)
-    #: run the shared LSTM over the block index
-    lstm: bool = True
-    #: LSTM hidden size H; -1 = the embedding width D.  When H != D a Linear(H, D) maps h back
-    #: to prompts [CHOICE; the paper's H is unknown]
-    lstm_hidden: int = -1
-    #: initial state: zeros (h0 = c0 = 0) | prompts (h0 = the inserted prompts P^0, c0 = 0;
-    #: needs H = D) [CHOICE]
-    lstm_init: str = "zeros"
-    #: blocks after which spatial coding and the LSTM act: gates (the blocks GateVPT gates,
-    #: num_gates; default 1..L-1) | all (every block, the last one's prompts then feed the head)
-    coded_blocks: str = "gates"
-    #: gate_then_lstm (A: GateVPT gate, then LSTM) | lstm_replaces_gate (B: needs gate=False)
-    coupling: str = "gate_then_lstm"
-    #: replace (next prompts = W_out h, the default reading) | residual (next prompts = u + W_out h)
-    #: [CHOICE, not in any source; a hedge for the reconstruction]
-    lstm_output: str = "replace"
-
-    def validate(self) -> None:
-        super().validate()
-        for key, allowed in (("spatial_tokens", tuple(SPATIAL_TOKENS)),
-                             ("spatial_where", tuple(SPATIAL_WHERE)),
-                             ("spatial_scale", SPATIAL_SCALES), ("lstm_init", LSTM_INITS),
-                             ("coded_blocks", CODED_BLOCKS), ("coupling", COUPLINGS),
-                             ("lstm_output", LSTM_OUTPUTS)):
-            check_choice(key, getattr(self, key), allowed)
-        check_range("lstm_hidden", self.lstm_hidden,
-                    self.lstm_hidden == -1 or self.lstm_hidden >= 1, "-1 (= D) or >= 1")
-        if self.coupling == "lstm_replaces_gate":  # variant B has no scalar gate, needs the LSTM
-            check_range("gate", self.gate, not self.gate,
-                        "False with coupling='lstm_replaces_gate' (variant B has no scalar "
-                        "gate): set gate=False")
-            check_range("lstm", self.lstm, self.lstm,
-                        "True with coupling='lstm_replaces_gate': set lstm=True")
-
+from . import register
+from .base import join_stream, split_stream
+from .gatevpt import GateVPT
+from .options import (CODED_BLOCKS, COUPLINGS, LSPTOptions, LSTM_INITS,  # noqa: F401
+                      LSTM_OUTPUTS, SPATIAL_SCALES, SPATIAL_TOKENS, SPATIAL_WHERE)
 
 def lstm_param_count(embed_dim: int, hidden: int) -> int:
     """Trainable parameters of the LPC module: LSTMCell(D, H) + Linear(H, D) when H != D.
@@ -238,3 +171,7 @@ class LSPT(GateVPT):
         cls, p_out, rest = split_stream(x_out, self.num_extra)  # views; one backward node
         p = self.code_prompts(i, x_out, self.prompt_slice(x_in), p_out, (cls, rest))
         return join_stream(cls, p.to(x_out.dtype), rest)
+
+
+# the registry imports no implementation: each method registers itself
+register(LSPT)

@@ -14,27 +14,13 @@ gradients are bit-identical to slicing (``tests/test_prompt_assembly.py``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from .base import BaseOptions, PromptMethod, check_range, join_stream, prompt_init_bound, split_stream
-
-
-@dataclass(frozen=True)
-class VPTOptions(BaseOptions):
-    #: prompt tokens (per block for VPT-deep)
-    num_prompts: int = 10
-    #: dropout on prompt embeddings (VPT default 0.0; GateVPT's run.sh and VPT's released
-    #: hyper-parameters use 0.1)
-    prompt_dropout: float = 0.1
-
-    def validate(self) -> None:
-        super().validate()
-        check_range("num_prompts", self.num_prompts, self.num_prompts >= 1, "an integer >= 1")
-        check_range("prompt_dropout", self.prompt_dropout, 0 <= self.prompt_dropout < 1,
-                    "in [0, 1)")
+from . import register
+from .base import PromptMethod, join_stream, prompt_init_bound, split_stream
+from .options import VPTOptions  # noqa: F401  (torch-free; re-exported)
 
 
 class VPTShallow(PromptMethod):
@@ -76,3 +62,8 @@ class VPTDeep(VPTShallow):
         p = self.prompt_dropout(self.deep_prompt_embeddings[i - 1].expand(x.shape[0], -1, -1))
         cls, _, rest = split_stream(x, self.num_extra)  # the old prompts get no gradient
         return join_stream(cls, p.to(x.dtype), rest)
+
+
+# the registry imports no implementation: each method registers itself
+register(VPTShallow)
+register(VPTDeep)

@@ -21,87 +21,15 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import BaseOptions, PromptMethod, prompt_init_bound
-
-TOKEN_ORDERS = {
-    "prompts_mask": "[CLS, prompts, MASK, patches] (default; VPT places prompts after CLS)",
-    "mask_prompts": "[CLS, MASK, prompts, patches]",
-    "mask_last": "[CLS, prompts, patches, MASK] (MASK appended after the patch grid)",
-}
-VERBALIZER_INPUTS = {
-    "logits": "lm_head logits of the [MASK] token over the visual-token vocabulary (default)",
-    "hidden": "the [MASK] hidden state after the final norm (ProtoVerb's input)",
-}
-
-
-@dataclass(frozen=True)
-class VPTMOptions(BaseOptions):
-    #: prompt tokens per prompted block (0 = only the [MASK] token; VPT grid {1,5,10,50,100})
-    num_prompts: int = 10
-    #: VPT-deep prompts (fresh prompts replace the prompt slice before each block) [CHOICE:
-    #: deep]; False = VPT-shallow (prompts only at the input)
-    deep: bool = True
-    #: with deep: number of blocks, from the first, that get fresh prompts (-1 = all; VPT's
-    #: "prompt depth"); later blocks carry the previous prompt outputs on
-    prompt_depth: int = -1
-    #: where prompts and [MASK] go, one of TOKEN_ORDERS (the "prompt location" axis).  With
-    #: BEiT v2's relative bias and extra_bias cls|zero the order does not change the output
-    #: (attention is permutation-equivariant; tests/test_vptm.py shows it)
-    token_order: str = "prompts_mask"
-    #: relative-position bias entries of prompts and [MASK] (no grid cell): 'cls' = the CLS
-    #: entries (global tokens) [CHOICE] | 'zero'
-    extra_bias: str = "cls"
-    #: verbalizer input, one of VERBALIZER_INPUTS [CHOICE: logits]
-    verbalizer_input: str = "logits"
-    #: softmax over the vocabulary before the projection (verbalizer_input='logits' only)
-    logits_softmax: bool = False
-    #: prototype dimension D_p (ProtoVerb mid_dim default 64; ablated in the paper)
-    proto_dim: int = 64
-    #: cosine-similarity temperature tau (CE over cos/tau) [CHOICE 0.1; ProtoVerb's loss uses 1]
-    tau: float = 0.1
-    #: learn tau (parametrised as log tau)
-    learn_tau: bool = False
-    #: weight lambda of ProtoVerb's instance-instance contrastive term (0 = off)
-    instance_weight: float = 0.0
-    #: dropout on the prompt embeddings wherever they are inserted (as VPT; not on [MASK])
-    prompt_dropout: float = 0.1
-
-    def __post_init__(self) -> None:  # checked when a config is loaded
-        if self.num_prompts < 0:
-            raise ValueError(f"num_prompts must be >= 0, got {self.num_prompts}")
-        if self.token_order not in TOKEN_ORDERS:
-            raise ValueError(f"token_order must be one of {sorted(TOKEN_ORDERS)}, got "
-                             f"{self.token_order!r}")
-        if self.extra_bias not in ("cls", "zero"):
-            raise ValueError(f"extra_bias must be 'cls' or 'zero', got {self.extra_bias!r}")
-        if self.verbalizer_input not in VERBALIZER_INPUTS:
-            raise ValueError(f"verbalizer_input must be one of {sorted(VERBALIZER_INPUTS)}, got "
-                             f"{self.verbalizer_input!r}")
-        if self.logits_softmax and self.verbalizer_input != "logits":
-            raise ValueError("logits_softmax needs verbalizer_input='logits'")
-        if self.proto_dim < 1:
-            raise ValueError(f"proto_dim must be >= 1, got {self.proto_dim}")
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if self.instance_weight < 0:
-            raise ValueError(f"instance_weight must be >= 0, got {self.instance_weight}")
-        if not 0 <= self.prompt_dropout < 1:
-            raise ValueError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
-        if self.prompt_depth != -1 and (not self.deep or self.prompt_depth < 1):
-            raise ValueError("prompt_depth must be -1, or >= 1 together with deep=True")
-        if self.pool != "auto":
-            raise ValueError("VPTM reads the [MASK] token; 'pool' does not apply (leave 'auto')")
-        if self.head_init != "vpt":
-            raise ValueError("VPTM's head is the prototypical verbalizer; 'head_init' does not "
-                             "apply (leave the default)")
-
+from . import register
+from .base import PromptMethod, prompt_init_bound
+from .options import TOKEN_ORDERS, VERBALIZER_INPUTS, VPTMOptions  # noqa: F401  (re-exported)
 
 def cosine_logits(v: torch.Tensor, prototypes: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """cos(v_b, C_k) / tau, (B, K), in float32."""
@@ -241,3 +169,7 @@ class VPTM(PromptMethod):
             raise RuntimeError("VPTM.extra_loss needs the embeddings of the last training "
                                "forward on this batch")
         return self.opts.instance_weight * instance_contrastive_loss(v, targets, self.head.tau)
+
+
+# the registry imports no implementation: each method registers itself
+register(VPTM)

@@ -35,6 +35,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+from ..paths import file_sha256
+
 #: environment variable naming the cache directory
 CACHE_ENV = "REPLICATE_MICRO_CACHE"
 #: bump to invalidate every cached file (the recipe hash covers the recipes themselves)
@@ -104,13 +106,6 @@ def _module(family: str):
     return importlib.import_module(f"{__name__}.{family}")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def build(family: str, cache_dir: Optional[os.PathLike] = None,
           log: Callable[[str], None] = print) -> dict:
@@ -134,7 +129,7 @@ def build(family: str, cache_dir: Optional[os.PathLike] = None,
         os.replace(tmp, path)
         knn = knn_of_entry(b.entry, str(path))
     meta = {"family": family, "entry": b.entry, "path": str(path), "file": path.name,
-            "sha256": _sha256(path), "pretrain_wall_s": round(wall, 2),
+            "sha256": file_sha256(path), "pretrain_wall_s": round(wall, 2),
             "pretrain_cpu_s": round(cpu, 2), "knn_val_top1": round(knn, 2),
             "data": "digits train split (800 images, labels unused)", "seed": SEED,
             "recipe": recipe(family), "smoke": True}
@@ -194,7 +189,7 @@ def ensure(cache_dir: Optional[os.PathLike] = None, families: Optional[List[str]
 def cached_checkpoint(family: str, cache_dir: Optional[os.PathLike] = None) -> str:
     """Path of ``family``'s cached file for a config with ``checkpoint=None``; a clear error
     when it has not been built."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     path = checkpoint_path(family, cache_dir)
     if not path.is_file():

@@ -9,8 +9,8 @@ Pipeline (each step a pure function of its inputs, so every stage is idempotent)
         --report--> results/<p>/{reproduced.csv, runs.csv, comparison.md, figures/*.png}
 
 Modules: :mod:`.published`, :mod:`.collect`, :mod:`.aggregate`, :mod:`.compare`,
-:mod:`.report`, :mod:`.figures`.  Nothing here imports torch except through
-``replicate.data.tasks`` (task lists).
+:mod:`.report`, :mod:`.figures`.  Nothing here imports torch: collect, aggregate and compare
+run where the training stack is not installed (``tests/test_layers.py`` checks it).
 """
 from .published import PublishedError, load_published  # noqa: F401
 from .collect import CollectError, collect, collect_unfinished  # noqa: F401

@@ -12,7 +12,7 @@ the same :class:`~replicate.methods.PromptedModel`.  What is segmentation-specif
   ``mmseg/models/backbones/vit.py``; mode ``interpolate_mode``, bilinear in SETR's configs);
   inputs whose size is not a multiple of the patch size are zero-padded bottom/right first
   (mmseg's ``PatchEmbed(padding='corner')``);
-* the block loop runs the method's hooks exactly as ``PromptedModel.forward_tokens`` but keeps
+* the block loop is ``methods.run_blocks`` (the one ``PromptedModel.forward_tokens`` uses) and keeps
   the token outputs of the blocks in ``out_indices`` (0-based, as mmseg's ViT: the paper's
   "5th and 9th blocks" are indices 4 and 8); CLS and the extra (prompt) tokens are dropped and
   the patch tokens reshaped to ``(B, D, H/16, W/16)`` maps;
@@ -205,13 +205,14 @@ class PromptedViTSeg(BaseModule):
         m.begin(x)
         # blocks after the last wanted one are skipped (SETR's configs end at the last block)
         wanted, outs = set(self.out_indices), {}
-        for i in range(max(self.out_indices) + 1):
-            x_in = m.before_block(i, x)
-            x_out = a.block(i, x_in, temp=m.temperature(i), n_extra=m.num_extra)
-            x = m.after_block(i, x_in, x_out)
+
+        def keep_wanted(i: int, xs: list) -> None:
             if i in wanted:
                 last = self.final_norm and i == a.num_blocks - 1
-                outs[i] = a.final_norm(x) if last else x
+                outs[i] = a.final_norm(xs[0]) if last else xs[0]
+
+        methods.run_blocks(a, [m], [x], num_blocks=max(self.out_indices) + 1,
+                           on_block=keep_wanted)
         keep = [outs[i] for i in self.out_indices]
         return keep, grid
 

@@ -15,6 +15,8 @@ method = dict(
     temp_max=10.0,          # config.py TEMP_MAX
     pool='auto',            # MAE: mean over tokens then pretrained norm; MoCo v3: CLS ("original")
     head_init='vpt')        # src/models/mlp.py as in VPT
+# optim.lr: a pinned cell sets Table 5's lr for its cell; a search cell leaves it to the
+# protocol's grid (the default it then resolves to is never trained with)
 optim = dict(
     optimizer='sgd',        # App. A.2
     momentum=0.9,           # configs/base-prompt.yaml

@@ -25,6 +25,8 @@ optim = dict(
     optimizer='sgd',
     momentum=0.9,
     weight_decay=0.0001,         # replaced by the protocol's wd grid in the search stage
+    # VPTM's lr is in no available source: the search stage chooses it per cell from the
+    # protocol's lr grid on val (the selection record keeps it); 0.1 is never trained with
     lr=0.1,                      # replaced by the protocol's lr grid in the search stage
     lr_scaling='linear256',      # VPT tune_*.py: lr = grid value * batch / 256
     batch_size=128,              # VPT configs/base-prompt.yaml

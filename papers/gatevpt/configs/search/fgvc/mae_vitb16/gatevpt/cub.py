@@ -4,5 +4,5 @@ _base_ = ['../../../../_base_/fgvc.py', '../../../../_base_/mae.py']
 name = 'gatevpt-search-fgvc-mae_vitb16-gatevpt-cub'
 data = dict(task='cub')
 method = dict(num_prompts=100, gate_init=5.0)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
-optim = dict(lr=0.1, batch_size=64)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
+optim = dict(batch_size=64)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2)); lr: the protocol's grid
 cell = dict(table='Table 1', backbone='mae_vitb16', method='gatevpt', benchmark='fgvc', group='', task='cub', metric='top1')

@@ -4,5 +4,5 @@ _base_ = ['../../../../_base_/fgvc.py', '../../../../_base_/mocov3.py']
 name = 'gatevpt-search-fgvc-mocov3_vitb16-gatevpt-dogs'
 data = dict(task='dogs')
 method = dict(num_prompts=100, gate_init=10.0)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
-optim = dict(lr=0.5, batch_size=64)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
+optim = dict(batch_size=64)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2)); lr: the protocol's grid
 cell = dict(table='Table 1', backbone='mocov3_vitb16', method='gatevpt', benchmark='fgvc', group='', task='dogs', metric='top1')

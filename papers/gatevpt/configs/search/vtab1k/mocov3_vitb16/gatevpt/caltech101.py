@@ -4,5 +4,5 @@ _base_ = ['../../../../_base_/vtab1k.py', '../../../../_base_/mocov3.py']
 name = 'gatevpt-search-vtab1k-mocov3_vitb16-gatevpt-caltech101'
 data = dict(task='caltech101')
 method = dict(num_prompts=10, gate_init=4.0)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
-optim = dict(lr=2.5, batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
+optim = dict(batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2)); lr: the protocol's grid
 cell = dict(table='Table 2', backbone='mocov3_vitb16', method='gatevpt', benchmark='vtab1k', group='natural', task='caltech101', metric='top1')

@@ -4,5 +4,5 @@ _base_ = ['../../../../_base_/vtab1k.py', '../../../../_base_/mocov3.py']
 name = 'gatevpt-search-vtab1k-mocov3_vitb16-gatevpt-dsprites_loc'
 data = dict(task='dsprites_loc')
 method = dict(num_prompts=5, gate_init=5.0)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
-optim = dict(lr=0.5, batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
+optim = dict(batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2)); lr: the protocol's grid
 cell = dict(table='Table 2', backbone='mocov3_vitb16', method='gatevpt', benchmark='vtab1k', group='structured', task='dsprites_loc', metric='top1')

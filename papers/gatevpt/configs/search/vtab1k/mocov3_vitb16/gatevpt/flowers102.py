@@ -4,5 +4,5 @@ _base_ = ['../../../../_base_/vtab1k.py', '../../../../_base_/mocov3.py']
 name = 'gatevpt-search-vtab1k-mocov3_vitb16-gatevpt-flowers102'
 data = dict(task='flowers102')
 method = dict(num_prompts=5, gate_init=7.0)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
-optim = dict(lr=1.0, batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
+optim = dict(batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2)); lr: the protocol's grid
 cell = dict(table='Table 2', backbone='mocov3_vitb16', method='gatevpt', benchmark='vtab1k', group='natural', task='flowers102', metric='top1')

@@ -4,5 +4,5 @@ _base_ = ['../../../../_base_/vtab1k.py', '../../../../_base_/mocov3.py']
 name = 'gatevpt-search-vtab1k-mocov3_vitb16-gatevpt-smallnorb_azi'
 data = dict(task='smallnorb_azi')
 method = dict(num_prompts=10, gate_init=3.0)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
-optim = dict(lr=0.5, batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2))
+optim = dict(batch_size=128)  # Table 5 (arXiv 2306.05067 Table 5 (appendix A.2)); lr: the protocol's grid
 cell = dict(table='Table 2', backbone='mocov3_vitb16', method='gatevpt', benchmark='vtab1k', group='structured', task='smallnorb_azi', metric='top1')
