@@ -154,14 +154,17 @@ def select(exp: Experiment, runs_root: str) -> Selection:
 
 
 def _paper_lr(exp: Experiment) -> Optional[float]:
-    """The lr the paper selected for this cell, when its pinned twin exists (GateVPT Table 5)."""
-    if exp.method.type != "gatevpt" or not exp.source:
+    """The lr the paper selected for this cell: the lr of its pinned twin (same paper, same
+    cell: ``configs/search/<b>/<bk>/<method>/<t>.py`` -> ``configs/pinned/<b>/<bk>/<t>.py``)
+    when that twin trains the same method (e.g. GateVPT's Table 5 cells); otherwise None."""
+    if not exp.source or "/search/" not in exp.source:
         return None
     pinned = Path(exp.source.replace("/search/", "/pinned/"))
-    pinned = pinned.parent.parent / pinned.name  # search/<b>/<bk>/<method>/<t> -> pinned/<b>/<bk>/<t>
+    pinned = pinned.parent.parent / pinned.name
     if not pinned.is_file():
         return None
-    return cfg_mod.load(pinned).optim.lr
+    twin = cfg_mod.load(pinned)
+    return twin.optim.lr if twin.method.type == exp.method.type else None
 
 
 def plan_final(exps: Sequence[Experiment], runs_root: str) -> Tuple[List[Run], List[str]]:

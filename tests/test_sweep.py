@@ -76,3 +76,16 @@ def test_pinned_plan_and_resume_skip(tmp_path):
     assert rec["smoke"] is True and "test_top1" in rec["metrics"]
     assert sweep.summarize(runs) == {"done": 1, "failed": 0, "started": 0, "new": 1}
     assert [r.run_id for r in sweep.todo(runs)] == [runs[1].run_id]
+
+
+def test_paper_lr_comes_from_the_pinned_twin_of_the_same_method():
+    from pathlib import Path
+
+    from replicate import config
+
+    root = Path(__file__).resolve().parents[1] / "papers" / "gatevpt" / "configs"
+    own = config.load(root / "search/fgvc/mae_vitb16/gatevpt/cub.py")
+    twin = config.load(root / "pinned/fgvc/mae_vitb16/cub.py")
+    assert sweep._paper_lr(own) == twin.optim.lr == 0.1  # Table 5, CUB / MAE
+    # the baseline's pinned twin trains GateVPT, not VPT-deep: no paper lr for it
+    assert sweep._paper_lr(config.load(root / "search/fgvc/mae_vitb16/vpt_deep/cub.py")) is None
