@@ -43,18 +43,6 @@ def _old_spatial_mean(self, x_out, parts=None):
     return x_out.mean(dim=1, keepdim=True)
 
 
-def _old_lspt_begin(self, x):
-    if not self.opts.lstm:
-        return
-    B = x.shape[0]
-    c0 = x.new_zeros(B * self.num_extra, self.hidden)
-    if self.opts.lstm_init == "prompts":
-        h0 = self.prompt_slice(x).reshape(B * self.num_extra, self.hidden)
-    else:
-        h0 = torch.zeros_like(c0)
-    self._state = (h0, c0)
-
-
 def _old_lspt_after_block(self, i, x_in, x_out):
     if not self.is_coded(i):
         return _old_gate_after_block(self, i, x_in, x_out)
@@ -78,7 +66,6 @@ def old_assembly(model: methods.PromptedModel) -> methods.PromptedModel:
     if isinstance(m, methods.LSPT):
         m.after_block = bind(_old_lspt_after_block)
         m.spatial_mean = bind(_old_spatial_mean)
-        m.begin = bind(_old_lspt_begin)
     elif isinstance(m, methods.GateVPT):
         m.after_block = bind(_old_gate_after_block)
     return old

@@ -396,3 +396,21 @@ def assert_close_to_scale(actual: Tensor, expected: Tensor, rel: float, msg: Opt
     """
     scale = expected.detach().abs().max().item() if expected.numel() else 0.0
     torch.testing.assert_close(actual, expected, rtol=rel, atol=rel * scale, msg=msg)
+
+
+def demo_paper(tmp_path: Path, monkeypatch, configs: Mapping[str, str], mode: str = "smoke",
+               published: bool = True) -> Path:
+    """A papers/ root under ``tmp_path`` holding one paper 'demo': ``configs/<mode>/<name>.py``
+    for each (name, text) of ``configs`` and, with ``published``, a header-only published.csv;
+    REPLICATE_PAPERS points at it (restored after the test).  Returns the paper folder."""
+    from replicate.results.published import COLUMNS
+
+    paper = tmp_path / "papers" / "demo"
+    folder = paper / "configs" / mode
+    folder.mkdir(parents=True)
+    for name, text in configs.items():
+        (folder / f"{name}.py").write_text(text)
+    if published:
+        (paper / "published.csv").write_text(",".join(COLUMNS) + "\n")
+    monkeypatch.setenv("REPLICATE_PAPERS", str(paper.parent))
+    return paper

@@ -7,21 +7,17 @@ import pytest
 
 from replicate import launch
 from replicate.cli import main
-from replicate.results.published import HEADER
+from tests.helpers import demo_paper
 from tests.test_launch_lock import config_text
 
 
 @pytest.fixture
 def paper(tmp_path, monkeypatch):
     """Paper 'demo' with two smoke configs, one of which cannot load its backbone."""
-    papers = tmp_path / "papers"
-    cfg_dir = papers / "demo" / "configs" / "smoke"
-    cfg_dir.mkdir(parents=True)
-    (cfg_dir / "good.py").write_text(config_text(task="shapes", epochs=2))
-    (cfg_dir / "bad.py").write_text(config_text(task="stripes", epochs=2, name="bad-probe",
-                                                checkpoint="/nonexistent/backbone.pth"))
-    (papers / "demo" / "published.csv").write_text(",".join(HEADER) + "\n")
-    monkeypatch.setenv("REPLICATE_PAPERS", str(papers))
+    demo_paper(tmp_path, monkeypatch, {
+        "good": config_text(task="shapes", epochs=2),
+        "bad": config_text(task="stripes", epochs=2, name="bad-probe",
+                           checkpoint="/nonexistent/backbone.pth")})
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     return ["--paper", "demo", "--mode", "smoke", "--runs-root", str(tmp_path / "runs")]
 

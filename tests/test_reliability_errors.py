@@ -13,7 +13,7 @@ import torch
 from replicate import errors
 from replicate.cli import main
 from replicate.data import DataError, fakes
-from tests.helpers import tiny_config_text
+from tests.helpers import demo_paper, tiny_config_text
 
 TINY = tiny_config_text('err-tiny')
 
@@ -39,13 +39,7 @@ def one_error_line(capsys) -> str:
 @pytest.fixture
 def papers(tmp_path, monkeypatch):
     """A papers/ root with one paper 'demo': a tiny smoke config and a published table."""
-    from replicate.results.published import COLUMNS
-    root = tmp_path / "papers"
-    (root / "demo" / "configs" / "smoke").mkdir(parents=True)
-    (root / "demo" / "configs" / "smoke" / "tiny.py").write_text(TINY)
-    (root / "demo" / "published.csv").write_text(",".join(COLUMNS) + "\n")
-    monkeypatch.setenv("REPLICATE_PAPERS", str(root))
-    return root
+    return demo_paper(tmp_path, monkeypatch, {"tiny": TINY}).parent
 
 
 def test_malformed_published_csv_is_one_line_before_any_training(papers, tmp_path, capsys):

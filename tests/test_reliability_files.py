@@ -15,7 +15,7 @@ from replicate.cli import main
 from replicate.engine import execute, run_state
 from replicate.engine.run import Run, atomic_write_json, failure_reason
 from replicate.results.collect import collect
-from tests.helpers import tiny_config_text
+from tests.helpers import demo_paper, tiny_config_text
 
 TINY = tiny_config_text('files-tiny')
 
@@ -23,12 +23,8 @@ TINY = tiny_config_text('files-tiny')
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
     """The tiny config as the smoke config of a paper 'demo' (so plan/status see it)."""
-    folder = tmp_path / "papers" / "demo" / "configs" / "smoke"
-    folder.mkdir(parents=True)
-    p = folder / "tiny.py"
-    p.write_text(TINY)
-    monkeypatch.setenv("REPLICATE_PAPERS", str(tmp_path / "papers"))
-    return p
+    return demo_paper(tmp_path, monkeypatch, {"tiny": TINY}, published=False) \
+        / "configs" / "smoke" / "tiny.py"
 
 
 def planned_run(cfg, root, seed=0) -> Run:

@@ -8,19 +8,14 @@ from replicate import sweep
 from replicate.cli import main
 from replicate.results import report as report_mod
 from replicate.results.published import COLUMNS
-from tests.helpers import tiny_config_text
+from tests.helpers import demo_paper as make_demo_paper, tiny_config_text
 
 TINY = tiny_config_text('rep-tiny')
 
 
 @pytest.fixture
 def demo_paper(tmp_path, monkeypatch):
-    root = tmp_path / "papers"
-    (root / "demo" / "configs" / "smoke").mkdir(parents=True)
-    (root / "demo" / "configs" / "smoke" / "tiny.py").write_text(TINY)
-    (root / "demo" / "published.csv").write_text(",".join(COLUMNS) + "\n")
-    monkeypatch.setenv("REPLICATE_PAPERS", str(root))
-    return root / "demo"
+    return make_demo_paper(tmp_path, monkeypatch, {"tiny": TINY})
 
 
 def reproduce(tmp_path, *extra):

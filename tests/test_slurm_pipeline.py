@@ -4,8 +4,7 @@ import json
 import pytest
 
 from replicate.cli import main
-from replicate.results.published import HEADER
-from tests.helpers import TINY_GATEVPT, tiny_config_text
+from tests.helpers import TINY_GATEVPT, demo_paper, tiny_config_text
 
 pytestmark = pytest.mark.slurm
 
@@ -19,13 +18,9 @@ def config_text(task: str) -> str:
 
 
 def test_reproduce_search_mode_on_slurm(slurm_cluster, tmp_path, monkeypatch, capsys):
-    papers = tmp_path / "papers"
-    cfg_dir = papers / "demo" / "configs" / "search"
-    cfg_dir.mkdir(parents=True)
-    for task in ("shapes", "stripes"):  # 2 tasks x grid (2 lrs) x 2 final seeds
-        (cfg_dir / f"{task}.py").write_text(config_text(task))
-    (papers / "demo" / "published.csv").write_text(",".join(HEADER) + "\n")
-    monkeypatch.setenv("REPLICATE_PAPERS", str(papers))
+    # 2 tasks x grid (2 lrs) x 2 final seeds
+    demo_paper(tmp_path, monkeypatch, {t: config_text(t) for t in ("shapes", "stripes")},
+               mode="search")
     runs = tmp_path / "runs"
     out = tmp_path / "results" / "demo"
     args = ["reproduce", "--paper", "demo", "--mode", "search", "--executor", "slurm",

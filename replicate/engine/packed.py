@@ -45,10 +45,10 @@ from .. import data, methods
 from .lock import run_lock
 from .packing import MAY_DIFFER, flat_config
 from .run import Run, atomic_write_json, read_record
-from .train import (DIVERGED_IS_RESULT, Batches, EpochBook, NonFiniteLoss, RunLog,
-                    build_model, _execute_locked, build_optimizer, build_scheduler, diverged_record, execute,
-                    load_checkpoint, make_record, normalizer, pick_device, resolve_precision,
-                    save_checkpoint, seed_everything, write_failure)
+from .train import (Batches, EpochBook, NonFiniteLoss, RunLog, _execute_locked, build_model,
+                    build_optimizer, build_scheduler, end_diverged, execute, load_checkpoint,
+                    make_record, normalizer, pick_device, resolve_precision, save_checkpoint,
+                    seed_everything, write_failure)
 
 class PackError(ValueError):
     """The runs cannot train as one pack; the message names the key that differs."""
@@ -270,7 +270,7 @@ class _Member:
     start_epoch: int = 0
     history: list = field(default_factory=list)
     failed: Optional[str] = None
-    #: a search run whose loss turned non-finite: its terminal record (engine.diverged_record)
+    #: a search run whose loss turned non-finite: its terminal record (engine.end_diverged)
     diverged: Optional[dict] = None
     #: wall time of earlier attempts (from the checkpoint), so a record keeps the total
     earlier_wall: float = 0.0
@@ -400,13 +400,10 @@ def _train_packed(members: List[_Member], should_stop) -> Dict[str, Optional[dic
             if not math.isfinite(means[k]):
                 e = book.non_finite(epoch, means[k], m.run.experiment.optim.lr)
                 try:
-                    raise e  # write_failure records the traceback of the exception being handled
+                    raise e  # end_diverged/write_failure record the traceback of the exception handled
                 except NonFiniteLoss:
-                    if m.run.stage in DIVERGED_IS_RESULT:
-                        m.diverged = diverged_record(m.run, e)
-                        m.log(f"diverged: {e}; selection skips this grid point")
-                    else:
-                        write_failure(m.run, e, m.log)
+                    m.diverged = end_diverged(m.run, e, m.log)
+                    if m.diverged is None:
                         m.failed = f"{type(e).__name__}: {e}"
                 continue
             m.history.append(book.entry(epoch, means[k], m.opt.param_groups[0]["lr"], seen, dt,

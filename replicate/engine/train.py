@@ -49,6 +49,17 @@ class NonFiniteLoss(RuntimeError):
 DIVERGED_IS_RESULT = ("search",)
 
 
+def end_diverged(run: Run, exc: NonFiniteLoss, log: Callable[[str], None]) -> Optional[dict]:
+    """How a run whose loss turned non-finite ends, in the plain and the packed engine alike:
+    a search run gets its ``diverged`` record (returned; selection skips it), any other run
+    fails (``failed.json``; None is returned).  Call from inside the except block."""
+    if run.stage not in DIVERGED_IS_RESULT:
+        write_failure(run, exc, log)
+        return None
+    log(f"diverged: {exc}; selection skips this grid point")
+    return diverged_record(run, exc)
+
+
 def diverged_record(run: Run, exc: NonFiniteLoss) -> dict:
     """The terminal record of a search run whose loss turned non-finite: selection skips it
     (``sweep.select``) and the report lists it."""
@@ -669,11 +680,9 @@ def _execute_locked(run: Run, echo: Callable[[str], None], should_stop) -> Optio
     try:
         record = _train(run, run_dir, log, should_stop)
     except NonFiniteLoss as e:
-        if run.stage not in DIVERGED_IS_RESULT:
-            write_failure(run, e, log)
+        record = end_diverged(run, e, log)
+        if record is None:
             raise
-        record = diverged_record(run, e)
-        log(f"diverged: {e}; selection skips this grid point")
     except BaseException as e:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):  # stopped, not failed: resumable
             raise

@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from ..paths import file_sha256
+from ..runs import atomic_write_json
 
 #: environment variable naming the cache directory
 CACHE_ENV = "REPLICATE_MICRO_CACHE"
@@ -133,9 +134,7 @@ def build(family: str, cache_dir: Optional[os.PathLike] = None,
             "pretrain_cpu_s": round(cpu, 2), "knn_val_top1": round(knn, 2),
             "data": "digits train split (800 images, labels unused)", "seed": SEED,
             "recipe": recipe(family), "smoke": True}
-    tmp = path.with_name(path.name + ".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1, default=str))
-    os.replace(tmp, path.with_name(path.name + ".json"))
+    atomic_write_json(path.with_name(path.name + ".json"), meta)
     log(f"SMOKE micro pre-training {family}: {wall:.1f} s wall ({cpu:.1f} s CPU), "
         f"k-NN top-1 on digits val {knn:.1f}% -> {path}")
     return meta
