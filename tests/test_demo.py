@@ -9,6 +9,10 @@ def test_demo_quick(tmp_path, capsys, micro_cache):
     assert "SMOKE demo" in out and "nothing here reproduces a paper" in out
     # every pre-trained backbone is reported with its k-NN accuracy
     assert out.count("k-NN top-1 on digits val") >= 3
+    # every printed result says it is a smoke run: per-run lines and the results section
+    results = [ln for ln in out.splitlines() if "test top-1" in ln and "%" in ln]
+    assert len(results) >= 2 * len(DEMO_CELLS) and all("smoke" in ln.lower() for ln in results)
+    assert "## SMOKE: methods side by side" in out and "## Methods side by side" not in out
     table = (tmp_path / "results" / "demo" / "comparison.md").read_text()
     assert "smoke" in table.lower()
     assert "reproduced |" not in table  # a smoke row never counts as reproduced
