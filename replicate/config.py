@@ -47,7 +47,7 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    #: fgvc | vtab1k | digits | synthetic
+    #: a benchmark of ``replicate/benchmarks.py`` (fgvc | vtab1k | digits | synthetic | plug-in)
     benchmark: str
     #: task / dataset name within the benchmark (e.g. cub, cifar100)
     task: str
@@ -350,6 +350,7 @@ def _validate_semantics(exp: Experiment) -> None:
     from . import backbones, methods, protocol  # torch-free registries (tests/test_layers.py)
 
     src = exp.source
+    _check_benchmark(exp)
     if exp.backbone.name not in backbones.registered():
         raise ConfigError(
             f"{src}: unknown backbone '{exp.backbone.name}'; registered: "
@@ -382,6 +383,27 @@ def _validate_semantics(exp: Experiment) -> None:
     for key in exp.assumed:
         if key not in flat and not any(k.startswith(key + ".") for k in flat):
             raise ConfigError(f"{src} [assumed]: '{key}' is not a config key")
+
+
+def _check_benchmark(exp: Experiment) -> None:
+    """``data.benchmark`` and ``data.task`` are in the benchmark table (``replicate/benchmarks.py``;
+    checked after ``custom_imports``, so a benchmark a plug-in module registers counts)."""
+    from . import benchmarks
+
+    src, d = exp.source, exp.data
+    bench = benchmarks.find_benchmark(d.benchmark)
+    if bench is None:
+        raise ConfigError(f"{src} [data]: 'data.benchmark' = {d.benchmark!r} is not a registered "
+                          f"benchmark; known: {', '.join(benchmarks.names())} (a new benchmark "
+                          f"registers itself with replicate.benchmarks.register_benchmark in a "
+                          f"module named by the config's custom_imports: docs/contributing.md)")
+    if bench.segmentation:
+        raise ConfigError(f"{src} [data]: 'data.benchmark' = {d.benchmark!r} is scored by "
+                          f"{bench.metric}, not trained by the classification engine: its runs "
+                          f"are mmseg configs (`python -m replicate seg-train`, replicate/seg/)")
+    if d.task not in bench.tasks:
+        raise ConfigError(f"{src} [data]: 'data.task' = {d.task!r} is not a task of benchmark "
+                          f"'{bench.name}'; known: {', '.join(sorted(bench.tasks))}")
 
 
 def _check_ranges(exp: Experiment) -> None:

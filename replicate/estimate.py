@@ -8,7 +8,7 @@ For each run of a stage:
   meta device): epochs x training images x FLOPs of a training step per image, plus the
   evaluation forwards (per-epoch evaluations of the first eval split, and the final evaluation
   of every eval split).  Split sizes come from the run's own splits (the protocol's
-  ``final_train`` / ``search_train`` ..., ``data.tasks.split_size``);
+  ``final_train`` / ``search_train`` ..., ``benchmarks.split_size``);
 * divided by the **utilisation** the step benchmark measured on the device
   (``results/bench/<device>.csv``: the model TFLOP/s of the ``fast`` row at the run's
   precision, counted with the same counter), or :data:`DEFAULT_UTILISATION` of the device's
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .data.tasks import split_size
+from .benchmarks import find_benchmark, split_size
 from .runs import Run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +125,9 @@ def measured_decode_rate(benchmark: str) -> Optional[float]:
     path = REPO / "results" / "bench" / "cpu_input.csv"
     if not path.is_file():
         return None
-    prefix = "vtab" if benchmark == "vtab1k" else benchmark
+    # the input-pipeline benchmark names its pipelines by the loader module (fgvc*, vtab*)
+    bench = find_benchmark(benchmark)
+    prefix = bench.loader.rpartition(".")[2] if bench is not None and bench.loader else benchmark
     with open(path, newline="") as f:
         rates = [float(r["images_per_s"]) for r in csv.DictReader(f)
                  if r.get("variant") == "cache_build" and r.get("images_per_s")
@@ -161,9 +163,11 @@ def run_work(run: Run, gpu: bool = True) -> RunWork:
     train_fpi, eval_fpi = flops_per_image(e.backbone.name, e.method.type,
                                           dict(e.method.options), data.num_classes(e.data))
     n_train = split_size(e.data.benchmark, e.data.task, run.train_split)
-    if n_train == 0 and e.data.benchmark not in ("ade20k",):
+    bench = find_benchmark(e.data.benchmark)
+    if n_train == 0 and (bench is None or not bench.segmentation):
         raise ValueError(f"plan: no size known for split '{run.train_split}' of "
-                         f"{e.data.benchmark}/{e.data.task} (replicate/data/tasks.py split_size)")
+                         f"{e.data.benchmark}/{e.data.task} (Task.sizes in "
+                         f"replicate/benchmarks.py)")
     per_epoch = n_train
     if t.max_steps_per_epoch is not None:
         per_epoch = min(n_train, t.max_steps_per_epoch * o.batch_size)

@@ -13,95 +13,40 @@ A value's source is one of
 * ``default``  -- no file sets it: the dataclass default, with the field's documentation.
 
 The file and line that set a value are found by reading the ``_base_`` chain with :mod:`ast`
-and :mod:`tokenize` (the files are not executed again); the values themselves are those of the
-loaded, validated :class:`~replicate.config.Experiment`.
+and :mod:`tokenize` (the files are not executed again; :mod:`replicate.configtext`); the values
+themselves are those of the loaded, validated :class:`~replicate.config.Experiment`.
+
+An ADE20K config (its ``_base_`` chain inherits an ``mmseg::`` config) is explained by
+:mod:`replicate.seg.explain` in the segmentation environment (sources also ``mmseg`` and
+``harness``), printed the same way, with the ADE20K protocol's rows.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
-import functools
-import inspect
-import io
-import re
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-#: a comment that cites the paper (a table, section, appendix, figure, equation, arXiv id)
-_CITES_PAPER = re.compile(r"\b(Table|Tab\.|Sec\.|Section|App\.|Appendix|Fig\.|Eq\.|arXiv)",
-                          re.IGNORECASE)
+from .configtext import CITES_PAPER as _CITES_PAPER
+from .configtext import Setting, bases as _bases, comment_for as _comment_for
+from .configtext import comments as _comments, dict_items as _dict_items, field_docs
+from .configtext import rel as _rel
+
 _SECTIONS = ("backbone", "method", "data", "optim", "train")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """Where a config file sets a key: file, line and the comment on (or above) that line."""
-    file: Path
-    line: int
-    comment: str = ""
 
 
 @dataclass(frozen=True)
 class Explained:
     key: str
     value: Any
-    #: assumed | paper | config | protocol | default
+    #: assumed | paper | config | protocol | default (mmseg configs also: mmseg | harness)
     source: str
     detail: str
     where: str = ""
 
 
 # --------------------------------------------------------------------------- config files
-def _comments(text: str) -> Dict[int, str]:
-    """line number -> comment text (without '#') of ``text``."""
-    out: Dict[int, str] = {}
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
-            if tok.type == tokenize.COMMENT:
-                out[tok.start[0]] = tok.string.lstrip("#").strip()
-    except (tokenize.TokenError, IndentationError):
-        pass
-    return out
-
-
-def _bases(tree: ast.Module, path: Path) -> List[Path]:
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_base_"
-                                                for t in node.targets):
-            try:
-                value = ast.literal_eval(node.value)
-            except ValueError:
-                return []
-            items = [value] if isinstance(value, str) else list(value)
-            return [(path.parent / b).resolve() for b in items if isinstance(b, str)]
-    return []
-
-
-def _dict_items(node: ast.AST) -> Optional[List[Tuple[str, ast.AST]]]:
-    """(key, value node) of a ``dict(k=v, ...)`` call or a ``{'k': v}`` literal; None otherwise."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
-        return [(kw.arg, kw.value) for kw in node.keywords if kw.arg is not None]
-    if isinstance(node, ast.Dict):
-        return [(k.value, v) for k, v in zip(node.keys, node.values)
-                if isinstance(k, ast.Constant) and isinstance(k.value, str)]
-    return None
-
-
-def _comment_for(comments: Dict[int, str], value: ast.AST, first_line: int) -> str:
-    """The comment at the end of ``value``'s last line, else the full-line comments just above
-    it inside the same statement (``first_line`` is the statement's first line)."""
-    end = getattr(value, "end_lineno", value.lineno)
-    if end in comments:
-        return comments[end]
-    above, line = [], value.lineno - 1
-    while line > first_line and line in comments:
-        above.insert(0, comments[line])
-        line -= 1
-    return " ".join(above)
-
-
 def settings(path: Path) -> Dict[str, Setting]:
     """Dotted key -> where the ``_base_`` chain of ``path`` last sets it (bases first, the file
     last; a section written with ``_delete_=True`` forgets what its bases set)."""
@@ -141,39 +86,6 @@ def settings(path: Path) -> Dict[str, Setting]:
                 out[f"{name}.{key}"] = Setting(p, value.lineno,
                                                _comment_for(comments, value, node.lineno))
     visit(Path(path).resolve())
-    return out
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-# --------------------------------------------------------------------------- dataclass docs
-@functools.lru_cache(maxsize=None)
-def field_docs(cls: type) -> Dict[str, str]:
-    """Field name -> its ``#:`` documentation comment in the class body (base classes first)."""
-    out: Dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            src = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        pending: List[str] = []
-        for raw in src.splitlines():
-            line = raw.strip()
-            if line.startswith("#:"):
-                pending.append(line[2:].strip())
-                continue
-            m = re.match(r"([A-Za-z_]\w*)\s*:", line)
-            if m and pending:
-                out[m.group(1)] = " ".join(pending)
-            if not line.startswith("#"):
-                pending = []
     return out
 
 
@@ -261,6 +173,12 @@ def explain_rows(path: str | Path, overrides: Optional[Mapping[str, Any]] = None
         else:
             row = Explained(key, value, "default", _default_detail(exp, key))
         rows.append(row)
+    return exp, rows, protocol_rows(proto, exp.seeds)
+
+
+def protocol_rows(proto, seeds: Optional[Sequence[int]] = None) -> List[Explained]:
+    """One row per setting of the protocol (``replicate/protocol.py``); ``seeds``: the config's
+    own seeds, which replace the protocol's."""
     prow: List[Explained] = []
     fields = ("description", "benchmark", "search_train", "search_eval", "final_train",
               "report", "lr_grid", "wd_grid", "lr_scaling", "selection", "tie_break", "seeds",
@@ -268,9 +186,9 @@ def explain_rows(path: str | Path, overrides: Optional[Mapping[str, Any]] = None
     for name in fields:
         value = getattr(proto, name)
         value = list(value) if isinstance(value, tuple) else value
-        if name == "seeds" and exp.seeds:
+        if name == "seeds" and seeds:
             prow.append(Explained(f"protocol.{name}", value, "config",
-                                  f"the config's seeds {list(exp.seeds)} replace these"))
+                                  f"the config's seeds {list(seeds)} replace these"))
         elif name in proto.assumed:
             prow.append(Explained(f"protocol.{name}", value, "assumed", proto.assumed[name]))
         elif name == "measured_by" and value:
@@ -280,7 +198,7 @@ def explain_rows(path: str | Path, overrides: Optional[Mapping[str, Any]] = None
                                   f"{measured_under(value)}"))
         else:
             prow.append(Explained(f"protocol.{name}", value, "protocol", f"protocol {proto.id}"))
-    return exp, rows, prow
+    return prow
 
 
 def _resolved(key: str, value: Any, proto) -> str:
@@ -298,11 +216,15 @@ def _cell_text(cell: Mapping[str, Any]) -> str:
 
 def explain(path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
             overrides_items: Optional[Sequence[str]] = None) -> str:
-    """The text ``python -m replicate explain`` prints for ``path``."""
+    """The text ``python -m replicate explain`` prints for ``path`` (an experiment config, or
+    an mmseg ADE20K config: one whose ``_base_`` chain inherits an ``mmseg::`` config)."""
     from . import config
+    from .configtext import external_bases
 
     if overrides_items:
         overrides = {**(overrides or {}), **config.parse_overrides(overrides_items)}
+    if any(b.startswith("mmseg::") for b in external_bases(Path(path))):
+        return _explain_seg(path, overrides)
     exp, rows, prow = explain_rows(path, overrides)
     lines = [f"# {path}", f"# experiment {exp.name} (paper {exp.paper}, protocol {exp.protocol}"
              f"{', SMOKE' if exp.smoke else ''})"]
@@ -310,11 +232,40 @@ def explain(path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
         lines.append(f"# reproduces the published cell: {_cell_text(exp.cell)}")
     lines.append("# sources: paper (the file cites the paper, or the published cell) | assumed "
                  "(with its reason) | config | protocol | default")
-    lines.append("")
-    for r in rows + [None] + prow:  # type: ignore[operator]
+    return "\n".join(lines + _row_lines(rows, prow, exp.protocol))
+
+
+def _row_lines(rows: Sequence[Any], prow: Sequence[Any], protocol_id: str) -> List[str]:
+    """``key = value`` then ``    [source] detail  (file:line)`` for each row; the protocol's
+    rows under their own heading."""
+    lines = [""]
+    for r in list(rows) + [None] + list(prow):
         if r is None:
-            lines += ["", f"# protocol {exp.protocol} (replicate/protocol.py)"]
+            lines += ["", f"# protocol {protocol_id} (replicate/protocol.py)"]
             continue
         lines.append(f"{r.key} = {r.value!r}")
         lines.append(f"    [{r.source}] {r.detail}" + (f"  ({r.where})" if r.where else ""))
-    return "\n".join(lines)
+    return lines
+
+
+def seg_rows(path: str | Path, overrides: Optional[Mapping[str, Any]] = None):
+    """(mmseg Config, one row per resolved key, one row per protocol setting) of an ADE20K
+    config (``replicate/seg/explain.py``; needs the segmentation environment)."""
+    from . import protocol
+    from .seg.explain import PROTOCOL, explain_seg_config
+
+    cfg, rows = explain_seg_config(path, overrides)
+    return cfg, [Explained(**dataclasses.asdict(r)) for r in rows], \
+        protocol_rows(protocol.get(PROTOCOL))
+
+
+def _explain_seg(path: str | Path, overrides: Optional[Mapping[str, Any]]) -> str:
+    from .seg.explain import PROTOCOL, SOURCES_LINE
+
+    cfg, rows, prow = seg_rows(path, overrides)
+    lines = [f"# {path}", f"# mmseg ADE20K config {cfg.get('name')} (paper "
+             f"{cfg.get('paper')}, protocol {PROTOCOL}{', SMOKE' if cfg.get('smoke') else ''})"]
+    if cfg.get("cell"):
+        lines.append(f"# reproduces the published cell: {_cell_text(dict(cfg.cell))}")
+    lines.append(SOURCES_LINE)
+    return "\n".join(lines + _row_lines(rows, prow, PROTOCOL))

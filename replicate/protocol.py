@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
 
+from .benchmarks import all_benchmarks, get_benchmark
+from .benchmarks import split_name  # noqa: F401  (kept importable from here)
 from .registry import Registry
 
 VPT_SEEDS = (42, 44, 82, 100, 800)  # KMnP/vpt tune_vtab.py final runs
@@ -23,7 +25,7 @@ VPT_FINETUNE_LR_GRID = (0.001, 0.0001, 0.0005, 0.005)  # tune_*.py, train_type f
 @dataclass(frozen=True)
 class Protocol:
     id: str
-    #: benchmark the protocol applies to (fgvc | vtab1k | digits | synthetic)
+    #: benchmark the protocol applies to (a name in ``replicate.benchmarks``)
     benchmark: str
     description: str
     #: stage -> canonical split name (train | val | trainval | test)
@@ -68,11 +70,9 @@ _GATEVPT_ASSUMED = {
     "precision": "the paper states none; the official code trains in float32 (torch 1.7.1, "
                  "where TF32 matmuls were on by default on Ampere GPUs)",
 }
-#: official train.py (GateVPT and KMnP/vpt) merges train+val only for ``vtab-`` datasets;
-#: KMnP/vpt's FGVC dataset class refuses a train+val split, so FGVC final runs train on train
-_FINAL_VTAB = "official train.py trains vtab- datasets on train800val200 (KMnP/vpt, GateVPT)"
-_FINAL_FGVC = ("official train.py trains FGVC on train only (train+val is merged only for "
-               "vtab- datasets; KMnP/vpt's JSONDataset has no train+val split)")
+_FGVC, _VTAB = get_benchmark("fgvc"), get_benchmark("vtab1k")
+#: why final runs train on the split they do (official train.py: replicate/benchmarks.py)
+_FINAL_VTAB, _FINAL_FGVC = _VTAB.final_train_reason, _FGVC.final_train_reason
 
 _GATEVPT_BY = "gatevpt"  # GateVPT's authors' runs (App. A.2, official run.sh)
 _VPT_BY = "vpt"  # VPT's runs (KMnP/vpt tune_*.py), e.g. GateVPT's Table 2 dagger rows
@@ -80,61 +80,56 @@ _VPT_ASSUMED = {"precision": "KMnP/vpt trains in float32 (TF32 matmuls on by def
                              "torch it pinned, on Ampere GPUs)"}
 
 register(Protocol(
-    id="vtab1k-gatevpt", benchmark="vtab1k",
+    id="vtab1k-gatevpt", benchmark=_VTAB.name,
     description="VTAB-1k as GateVPT: lr grid of App. A.2 on train800/val200, wd 0, final runs "
                 "on train800val200, test reported",
-    assumed={**_GATEVPT_ASSUMED, "final_train": _FINAL_VTAB}, tolerance=1.0,
+    final_train=_VTAB.final_train, assumed={**_GATEVPT_ASSUMED, "final_train": _FINAL_VTAB},
+    tolerance=_VTAB.tolerance,
     measured_by=_GATEVPT_BY))
 register(Protocol(
-    id="fgvc-gatevpt", benchmark="fgvc",
+    id="fgvc-gatevpt", benchmark=_FGVC.name,
     description="FGVC as GateVPT: lr grid of App. A.2 on VPT's train/val split, wd 0, final "
                 "runs on train, official test reported",
-    final_train="train", assumed={**_GATEVPT_ASSUMED, "final_train": _FINAL_FGVC},
-    tolerance=0.5, measured_by=_GATEVPT_BY))
+    final_train=_FGVC.final_train, assumed={**_GATEVPT_ASSUMED, "final_train": _FINAL_FGVC},
+    tolerance=_FGVC.tolerance, measured_by=_GATEVPT_BY))
 register(Protocol(
-    id="vtab1k-vpt", benchmark="vtab1k",
+    id="vtab1k-vpt", benchmark=_VTAB.name,
     description="VTAB-1k as KMnP/vpt tune_vtab.py: prompt lr grid x wd grid on train800/val200, "
                 "lr*bs/256, final runs on train800val200",
     lr_grid=VPT_PROMPT_LR_GRID_VTAB, wd_grid=VPT_WD_GRID, lr_scaling="linear256",
-    tolerance=1.0, assumed={**_VPT_ASSUMED, "final_train": _FINAL_VTAB}, measured_by=_VPT_BY))
+    final_train=_VTAB.final_train, tolerance=_VTAB.tolerance,
+    assumed={**_VPT_ASSUMED, "final_train": _FINAL_VTAB}, measured_by=_VPT_BY))
 register(Protocol(
-    id="fgvc-vpt", benchmark="fgvc",
+    id="fgvc-vpt", benchmark=_FGVC.name,
     description="FGVC as KMnP/vpt tune_fgvc.py: prompt lr grid x wd grid, lr*bs/256, final "
                 "runs on train",
     lr_grid=VPT_PROMPT_LR_GRID_FGVC, wd_grid=VPT_WD_GRID, lr_scaling="linear256",
-    final_train="train", tolerance=0.5, assumed={**_VPT_ASSUMED, "final_train": _FINAL_FGVC},
-    measured_by=_VPT_BY))
-for _bench, _tol in (("vtab1k", 1.0), ("fgvc", 0.5)):
+    final_train=_FGVC.final_train, tolerance=_FGVC.tolerance,
+    assumed={**_VPT_ASSUMED, "final_train": _FINAL_FGVC}, measured_by=_VPT_BY))
+for _b in (_VTAB, _FGVC):
     register(Protocol(
-        id=f"{_bench}-vpt-finetune", benchmark=_bench,
-        description=f"{_bench} full fine-tuning as KMnP/vpt tune_*.py: fine-tune lr grid x wd "
+        id=f"{_b.name}-vpt-finetune", benchmark=_b.name,
+        description=f"{_b.name} full fine-tuning as KMnP/vpt tune_*.py: fine-tune lr grid x wd "
                     "grid, lr*bs/256",
         lr_grid=VPT_FINETUNE_LR_GRID, wd_grid=VPT_WD_GRID, lr_scaling="linear256",
-        final_train="train" if _bench == "fgvc" else "trainval",
-        assumed={**_VPT_ASSUMED,
-                 "final_train": _FINAL_FGVC if _bench == "fgvc" else _FINAL_VTAB},
-        tolerance=_tol, measured_by=_VPT_BY))
+        final_train=_b.final_train, assumed={**_VPT_ASSUMED, "final_train": _b.final_train_reason},
+        tolerance=_b.tolerance, measured_by=_VPT_BY))
+_ADE20K = get_benchmark("ade20k")
 register(Protocol(
-    id="ade20k-setr-pup", benchmark="ade20k",
+    id="ade20k-setr-pup", benchmark=_ADE20K.name,
     description="ADE20K semantic segmentation as GateVPT Table 3: SETR-PUP defaults, train on "
                 "training, report single- and multi-scale mIoU on validation",
-    search_train="train", search_eval="val", final_train="train", report="val",
-    lr_grid=(0.001,), wd_grid=(0.0,), seeds=(0,), tolerance=1.0, measured_by=_GATEVPT_BY,
+    search_train="train", search_eval="val", final_train=_ADE20K.final_train, report="val",
+    lr_grid=(0.001,), wd_grid=(0.0,), seeds=(0,), tolerance=_ADE20K.tolerance,
+    measured_by=_GATEVPT_BY,
     assumed={"seeds": "the paper reports one number per row and states no seeds; one run",
              "report": "ADE20K has no public test labels: the validation split, as mmseg"}))
-for _bench in ("digits", "synthetic"):
+for _b in all_benchmarks(published=False):
     register(Protocol(
-        id=f"{_bench}-smoke", benchmark=_bench,
+        id=f"{_b.name}-smoke", benchmark=_b.name,
         description="SMOKE: tiny data split 800/200/test like VTAB-1k; never a reproduction",
-        lr_grid=(0.1, 1.0), wd_grid=(0.0,), seeds=(0, 1), tolerance=1.0))
-
-
-def split_name(benchmark: str, split: str) -> str:
-    """Canonical split -> the benchmark's own file/split name."""
-    if benchmark == "vtab1k":
-        return {"train": "train800", "val": "val200", "trainval": "train800val200",
-                "test": "test"}[split]
-    return split
+        lr_grid=(0.1, 1.0), wd_grid=(0.0,), seeds=(0, 1), final_train=_b.final_train,
+        tolerance=_b.tolerance))
 
 
 def optimizer_lr(lr: float, batch_size: int, scaling: str) -> float:

@@ -103,6 +103,40 @@ def test_unknown_method_backbone_protocol(tmp_path):
                   child=CHILD + "\nprotocol = 'no-such-protocol'\n")
 
 
+def test_unknown_benchmark_or_task_fails_at_load(tmp_path):
+    """data.benchmark / data.task are checked against the benchmark table when the file loads:
+    the message names the file, the key, the value and the known names."""
+    raises_naming(tmp_path / "exp.py", "'data.benchmark'", "'synthetc'", "synthetic", "vtab1k",
+                  child=CHILD + "\ndata = dict(benchmark='synthetc')\n")
+    raises_naming(tmp_path / "exp.py", "'data.task'", "'cubs'", "benchmark 'fgvc'", "nabirds",
+                  child=CHILD + "\ndata = dict(benchmark='fgvc', task='cubs')\n")
+    raises_naming(tmp_path / "exp.py", "'data.task'", "'digits'", "shapes, stripes",
+                  child=CHILD + "\ndata = dict(task='digits')\n")
+    raises_naming(tmp_path / "exp.py", "'data.benchmark'", "'ade20k'", "seg-train",
+                  child=CHILD + "\ndata = dict(benchmark='ade20k', task='ade20k')\n")
+
+
+def test_benchmark_registered_by_custom_imports_is_known_at_load(tmp_path, monkeypatch):
+    """The check runs after custom_imports: a plug-in benchmark (and its tasks) loads."""
+    from replicate import benchmarks
+
+    monkeypatch.setattr(benchmarks, "_BENCHMARKS", dict(benchmarks._BENCHMARKS))  # undone after
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = f"toyloadbench_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+        from replicate.benchmarks import Benchmark, Task, register_benchmark
+        register_benchmark(Benchmark(name='toyloadbench', title='toy', tasks={'dots': Task(3)},
+                                     smoke=True))
+        """))
+    child = CHILD + ("\ndata = dict(benchmark='toyloadbench', task='dots')\n"
+                     f"custom_imports = dict(imports=['{module}'], allow_failed_imports=False)\n")
+    exp = config.load(write(tmp_path, child))
+    assert (exp.data.benchmark, exp.data.task) == ("toyloadbench", "dots")
+    raises_naming(tmp_path / "exp.py", "'data.task'", "'rings'", "dots",
+                  child=child.replace("task='dots'", "task='rings'"))
+
+
 @pytest.mark.parametrize("bad,key", [("optim = dict(lr='0.1')", "lr"),
                                      ("optim = dict(epochs=2.5)", "epochs"),
                                      ("optim = dict(batch_size=True)", "batch_size"),

@@ -9,8 +9,15 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from ..benchmarks import all_benchmarks, get_benchmark
 from . import DataError
 from .tasks import FGVC_CLASSES, VTAB_TASKS
+
+
+def _data_benchmarks(cached: bool = False) -> list:
+    """Benchmarks with real data (not smoke); ``cached``: those whose loader module builds the
+    decoded-image cache (it has ``cache_requests``)."""
+    return [b for b in all_benchmarks(published=True) if b.loader or not cached]
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -44,9 +51,12 @@ def _cache(args: argparse.Namespace) -> int:
     import warnings
 
     from ..config import DataSpec
-    from . import cache, fgvc, load, vtab
+    import importlib
+
+    from . import cache, load
     from .manifests import DataWarning
-    tasks = args.task or sorted(FGVC_CLASSES if args.benchmark == "fgvc" else VTAB_TASKS)
+    bench = get_benchmark(args.benchmark)
+    tasks = args.task or sorted(bench.tasks)
     root = cache.cache_root(args.cache_root or "")
     if root is None:
         raise DataError("the image cache is off (data.cache_root / $REPLICATE_CACHE_ROOT = "
@@ -57,7 +67,7 @@ def _cache(args: argparse.Namespace) -> int:
                         image_size=args.image_size, num_workers=args.workers,
                         cache_root=str(root))
         if args.verify:
-            module = fgvc if args.benchmark == "fgvc" else vtab
+            module = importlib.import_module(bench.loader)
             for req in module.cache_requests(spec):
                 entry = cache.entry_path(root, req)
                 why = cache.stale_reason(req, entry, full=True)
@@ -68,8 +78,7 @@ def _cache(args: argparse.Namespace) -> int:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)  # `data verify` reports those
-            for split in (("train", "val", "test") if args.benchmark == "fgvc" else
-                          ("train", "val", "trainval", "test")):
+            for split in bench.split_names:  # the splits on disk (not composed ones)
                 load(spec, split, train=False)
         print(f"ok    {args.benchmark}/{task}: cached under {root / args.benchmark / task}")
     return 1 if bad else 0
@@ -95,7 +104,7 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
                                    "manifests; report each mismatch with its fix. Exit 1 on "
                                    "errors.")
     p.add_argument("--root", required=True, help="the data root ($DATA_ROOT)")
-    p.add_argument("--benchmark", choices=("fgvc", "vtab1k", "ade20k"),
+    p.add_argument("--benchmark", choices=[b.name for b in _data_benchmarks()],
                    help="only this benchmark (then a missing dataset is an error)")
     p.add_argument("--task", choices=sorted(FGVC_CLASSES) + sorted(VTAB_TASKS),
                    help="only this dataset/task")
@@ -144,9 +153,10 @@ def add_subcommands(subparsers) -> argparse.ArgumentParser:
                                    "would otherwise build them on first use; --verify re-hashes "
                                    "every source file and cached pixel. Exit 1 on a stale entry.")
     p.add_argument("--root", required=True, help="the data root ($DATA_ROOT)")
-    p.add_argument("--benchmark", required=True, choices=("fgvc", "vtab1k"))
+    p.add_argument("--benchmark", required=True,
+                   choices=[b.name for b in _data_benchmarks(cached=True)])
     p.add_argument("--task", action="append", default=[],
-                   choices=sorted(FGVC_CLASSES) + sorted(VTAB_TASKS),
+                   choices=[t for b in _data_benchmarks(cached=True) for t in sorted(b.tasks)],
                    help="dataset/task (repeatable; default all of the benchmark)")
     p.add_argument("--format", default="auto", help="on-disk format (data.format)")
     p.add_argument("--image-size", type=int, default=224, help="network input size (FGVC "

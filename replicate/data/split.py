@@ -10,6 +10,7 @@ from typing import Callable, Dict, Optional
 import torch
 from torch.utils.data import Dataset
 
+from .. import benchmarks
 from ..config import DataSpec
 from ..errors import DataError
 
@@ -44,10 +45,17 @@ class Split:
 LOADERS: Dict[str, Callable[[DataSpec, str, bool], Split]] = {}
 
 
-#: built-in benchmark -> the module that registers its loader (imported on first ``load``, so the
-#: package and its task tables import no torch)
-BUILTIN_LOADERS = {"digits": "replicate.data.builtin", "synthetic": "replicate.data.builtin",
-                   "fgvc": "replicate.data.fgvc", "vtab1k": "replicate.data.vtab"}
+
+
+def loader_modules() -> Dict[str, str]:
+    """Benchmark -> the module that registers its loader (``Benchmark.loader`` in
+    ``replicate/benchmarks.py``; imported on first ``load``, so the package and the benchmark
+    table import no torch)."""
+    return {b.name: b.loader for b in benchmarks.all_benchmarks() if b.loader}
+
+
+#: the built-in ones, kept for older imports
+BUILTIN_LOADERS = loader_modules()
 
 
 def register_loader(benchmark: str):
@@ -62,21 +70,21 @@ def register_loader(benchmark: str):
 def load(spec: DataSpec, split: str, train: bool) -> Split:
     if split not in ("train", "val", "trainval", "test"):
         raise DataError(f"unknown split '{split}' (train, val, trainval, test)")
-    if spec.benchmark not in LOADERS and spec.benchmark in BUILTIN_LOADERS:
-        import importlib  # a built-in loader registers itself when its module is imported
+    modules = loader_modules()
+    if spec.benchmark not in LOADERS and spec.benchmark in modules:
+        import importlib  # a loader registers itself when its module is imported
 
-        importlib.import_module(BUILTIN_LOADERS[spec.benchmark])
+        importlib.import_module(modules[spec.benchmark])
     try:
         loader = LOADERS[spec.benchmark]
     except KeyError:
         raise DataError(f"unknown benchmark '{spec.benchmark}'; known: "
-                        f"{', '.join(sorted(set(LOADERS) | set(BUILTIN_LOADERS)))}") from None
+                        f"{', '.join(sorted(set(LOADERS) | set(modules)))}") from None
     return loader(spec, split, train)
 
 
 def num_classes(spec: DataSpec) -> int:
-    from . import tasks
-    return tasks.num_classes(spec.benchmark, spec.task)
+    return benchmarks.num_classes(spec.benchmark, spec.task)
 
 
 class TensorSplitDataset(Dataset):

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..benchmarks import all_benchmarks, benchmark_of_task
 from . import DataError, fgvc, vtab
 from . import manifests as M
 from .tasks import FGVC_CLASSES, VTAB_TASKS
@@ -318,46 +319,68 @@ def verify(root: str, benchmark: Optional[str] = None, task: Optional[str] = Non
     ``*_content``: decode every image (corrupted files, pixel digests, observed manifest);
     VTAB-1k by default, FGVC only on request (tens of thousands of JPEGs)."""
     base = fgvc.data_root(root)
-    if benchmark not in (None, "fgvc", "vtab1k", "ade20k"):
-        raise DataError(f"unknown benchmark '{benchmark}' (fgvc, vtab1k, ade20k)")
+    if benchmark is not None and benchmark not in VERIFIERS:
+        raise DataError(f"unknown benchmark '{benchmark}' ({', '.join(VERIFIERS)})")
     if task is not None and benchmark is None:
-        benchmark = "fgvc" if task in FGVC_CLASSES else "vtab1k" if task in VTAB_TASKS else None
+        benchmark = benchmark_of_task(task, among=list(VERIFIERS))
         if benchmark is None:
-            raise DataError(f"unknown task '{task}'; FGVC: {', '.join(FGVC_CLASSES)}; VTAB-1k: "
-                            f"{', '.join(VTAB_TASKS)}")
+            raise DataError(f"unknown task '{task}'; " + "; ".join(
+                f"{b.title}: {', '.join(b.tasks)}" for b in all_benchmarks(published=True)
+                if b.name in VERIFIERS and len(b.tasks) > 1))
     explicit = benchmark is not None
+    opts = dict(fmt=fmt, vtab_content=vtab_content, fgvc_content=fgvc_content,
+                manifest_dir=manifest_dir, write=write)
     out: List[Finding] = []
-    if benchmark in (None, "fgvc"):
-        for t in [task] if task else list(FGVC_CLASSES):
-            ds = fgvc.get_dataset(t)
-            if not explicit and not (base / ds.folder).exists() and \
-                    not fgvc.splits_dir(base, ds).exists():
-                out.append(Finding("skip", f"fgvc/{t}", f"not found under '{base}'"))
-                continue
-            out += verify_fgvc(base, t, content=fgvc_content, manifest_dir=manifest_dir,
-                               write=write)
-    if benchmark in (None, "vtab1k"):
-        for t in [task] if task else list(VTAB_TASKS):
-            try:
-                out += verify_vtab(base, t, fmt, content=vtab_content,
-                                   manifest_dir=manifest_dir, write=write)
-            except DataError as e:
-                if not explicit:
-                    out.append(Finding("skip", f"vtab1k/{t}", f"not found under '{base}'"))
-                    continue
-                out.append(Finding("error", f"vtab1k/{t}",
-                                   str(e).split("\nFix:")[0].replace("\n  ", " "),
-                                   vtab.export_fix(t)))
-    if benchmark in (None, "ade20k"):
-        from .ade20k import FOLDER, verify_ade20k
-        ade = base / FOLDER
-        if not explicit and not ade.exists():
-            out.append(Finding("skip", "ade20k", f"not found under '{base}'"))
-        else:
-            problems = verify_ade20k(ade)
-            out += [Finding("error", "ade20k", p) for p in problems] or \
-                [Finding("ok", "ade20k", f"{ade}: 20,210 train / 2,000 val images with annotations")]
+    for name, check in VERIFIERS.items():
+        if benchmark is None or benchmark == name:
+            out += check(base, task, explicit, **opts)
     return out
+
+
+def _verify_fgvc_all(base: Path, task: Optional[str], explicit: bool, *, fgvc_content: bool,
+                     manifest_dir: Optional[str], write: bool, **_) -> List[Finding]:
+    out: List[Finding] = []
+    for t in [task] if task else list(FGVC_CLASSES):
+        ds = fgvc.get_dataset(t)
+        if not explicit and not (base / ds.folder).exists() and \
+                not fgvc.splits_dir(base, ds).exists():
+            out.append(Finding("skip", f"fgvc/{t}", f"not found under '{base}'"))
+            continue
+        out += verify_fgvc(base, t, content=fgvc_content, manifest_dir=manifest_dir,
+                           write=write)
+    return out
+
+
+def _verify_vtab_all(base: Path, task: Optional[str], explicit: bool, *, fmt: str,
+                     vtab_content: bool, manifest_dir: Optional[str], write: bool,
+                     **_) -> List[Finding]:
+    out: List[Finding] = []
+    for t in [task] if task else list(VTAB_TASKS):
+        try:
+            out += verify_vtab(base, t, fmt, content=vtab_content,
+                               manifest_dir=manifest_dir, write=write)
+        except DataError as e:
+            if not explicit:
+                out.append(Finding("skip", f"vtab1k/{t}", f"not found under '{base}'"))
+                continue
+            out.append(Finding("error", f"vtab1k/{t}",
+                               str(e).split("\nFix:")[0].replace("\n  ", " "),
+                               vtab.export_fix(t)))
+    return out
+
+
+def _verify_ade20k(base: Path, task: Optional[str], explicit: bool, **_) -> List[Finding]:
+    from .ade20k import FOLDER, verify_ade20k
+    ade = base / FOLDER
+    if not explicit and not ade.exists():
+        return [Finding("skip", "ade20k", f"not found under '{base}'")]
+    problems = verify_ade20k(ade)
+    return [Finding("error", "ade20k", p) for p in problems] or \
+        [Finding("ok", "ade20k", f"{ade}: 20,210 train / 2,000 val images with annotations")]
+
+
+#: benchmark -> the check of its data root (each benchmark's own files and layout)
+VERIFIERS = {"fgvc": _verify_fgvc_all, "vtab1k": _verify_vtab_all, "ade20k": _verify_ade20k}
 
 
 def report(findings: Sequence[Finding]) -> str:

@@ -769,7 +769,7 @@ def _train(run: Run, run_dir: Path, log: RunLog, should_stop) -> Optional[dict]:
 def make_record(run: Run, model, entry, metrics: dict, history: list, device, precision: str,
                 wall: float) -> dict:
     exp = run.experiment
-    from ..data.tasks import VTAB_TASKS
+    from ..benchmarks import group_of
     total = sum(p.numel() for p in model.parameters())
     backbone_params = sum(p.numel() for p in model.adapter.parameters())
     ips = [h["images_per_s"] for h in history]
@@ -780,7 +780,7 @@ def make_record(run: Run, model, entry, metrics: dict, history: list, device, pr
         "method": run.tags.get("method_label") or exp.cell.get("method") or exp.method.type,
         "method_type": exp.method.type,
         "benchmark": exp.data.benchmark, "task": exp.data.task,
-        "group": VTAB_TASKS[exp.data.task][0] if exp.data.benchmark == "vtab1k" else "",
+        "group": group_of(exp.data.benchmark, exp.data.task),
         "lr": exp.optim.lr, "wd": exp.optim.weight_decay, "batch_size": exp.optim.batch_size,
         "epochs": exp.optim.epochs, "train_split": run.train_split,
         "eval_splits": list(run.eval_splits), "selected_epoch": exp.optim.epochs - 1,

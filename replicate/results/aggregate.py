@@ -5,8 +5,9 @@ Per cell (paper, stage, backbone, method, benchmark, group, task, metric): mean,
 type), protocol ids, trainable-parameter counts and selected epochs of its records, and
 whether any record is a smoke run.
 
-Aggregates (``kind`` column), each only when every member task has runs (else a row with
-``complete=False``, no numbers, and the missing members in ``note``):
+Aggregates (``kind`` column), as each benchmark's ``average`` in ``replicate/benchmarks.py``
+says, each only when every member task has runs (else a row with ``complete=False``, no
+numbers, and the missing members in ``note``):
 
 * FGVC ``mean`` = mean of the 5 dataset means (GateVPT/VPT Table 1 AVG).
 * VTAB-1k ``group_mean`` = mean of the task means of the group (natural 7, specialized 4,
@@ -14,7 +15,8 @@ Aggregates (``kind`` column), each only when every member task has runs (else a 
 * VTAB-1k ``mean`` = mean over the 19 task means.  This is what GateVPT's Table 2 AVG is:
   (7*Nat + 4*Spec + 8*Struct)/19 reproduces every printed AVG; the mean of the three group means
   does not (see compare.check_published).  ``mean_of_group_means`` is reported beside it.
-* Other multi-task benchmarks (the smoke ``synthetic`` one): ``mean`` over its tasks.
+* Other multi-task benchmarks with ``average='mean'`` (the smoke ``synthetic`` one): ``mean``
+  over its tasks.
 
 Spread of an aggregate: for each seed that every member task has, the aggregate of that seed's
 values; std/min/max/n are over those per-seed aggregates (the mean itself is always the
@@ -27,13 +29,14 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .published import ADE20K_TASKS, FGVC_ORDER, fgvc_tasks, task_tables, vtab_groups
+from .. import benchmarks
 
 CELL = ["paper", "stage", "backbone", "method", "benchmark", "group", "task", "metric"]
 COLUMNS = CELL + ["kind", "mean", "std", "min", "max", "n", "seeds", "complete", "members",
                   "smoke", "protocol", "precision", "commit", "environment", "device", "trainable_params",
                   "selected_epoch", "note"]
-_BENCH_ORDER = {"fgvc": 0, "vtab1k": 1, "ade20k": 2}
+#: position of a benchmark no longer registered (after every registered one)
+_UNKNOWN_ORDER = 9
 
 
 def _join(values) -> str:
@@ -56,24 +59,10 @@ def _stats(values: Sequence[float]) -> Tuple[float, float, float, float]:
 
 def order_key(benchmark: str, group: str, task: str) -> tuple:
     """Display order: the paper's table order, aggregates after their members."""
-    b = _BENCH_ORDER.get(benchmark, 9)
-    if benchmark == "fgvc":
-        return (b, 0, FGVC_ORDER.index(task) if task in FGVC_ORDER else 99, task)
-    if benchmark == "vtab1k":
-        groups = vtab_groups()
-        names = list(groups)
-        if task == "mean":
-            return (b, len(names), 0, task)
-        if task == "mean_of_group_means":
-            return (b, len(names), 1, task)
-        gi = names.index(group) if group in names else len(names) + 1
-        if task == "group_mean":
-            return (b, gi, 99, task)
-        members = groups.get(group, ())
-        return (b, gi, members.index(task) if task in members else 98, task)
-    if benchmark == "ade20k":
-        return (b, 0, ADE20K_TASKS.index(task) if task in ADE20K_TASKS else 99, task)
-    return (b, 0, 99 if task == "mean" else 0, task)
+    b = benchmarks.find_benchmark(benchmark)
+    if b is None:
+        return (_UNKNOWN_ORDER, 0, 99 if task == "mean" else 0, task)
+    return b.order_key(group, task)
 
 
 def sort_cells(df: pd.DataFrame, extra_first: Sequence[str] = ()) -> pd.DataFrame:
@@ -115,17 +104,8 @@ def _task_cells(runs: pd.DataFrame) -> List[dict]:
 
 def _group_specs(benchmark: str) -> List[Tuple[str, str, Tuple[str, ...]]]:
     """[(group, task, members)] of the aggregates of a benchmark."""
-    if benchmark == "fgvc":
-        return [("", "mean", fgvc_tasks())]
-    if benchmark == "vtab1k":
-        groups = vtab_groups()
-        specs = [(g, "group_mean", ts) for g, ts in groups.items()]
-        specs.append(("", "mean", tuple(t for ts in groups.values() for t in ts)))
-        return specs
-    if benchmark in ("ade20k",):
-        return []
-    known = tuple(sorted(task_tables().SMOKE_CLASSES.get(benchmark, {})))  # smoke benchmarks
-    return [("", "mean", known)] if len(known) > 1 else []
+    b = benchmarks.find_benchmark(benchmark)
+    return b.aggregate_specs() if b is not None else []
 
 
 def _aggregate_row(base: dict, kind: str, members: Sequence[str], parts: Dict[str, dict]) -> dict:
@@ -182,7 +162,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
             out.append(row)
             if task == "group_mean":
                 group_rows[group] = row
-        if bench == "vtab1k" and group_rows:
+        if group_rows:  # a benchmark whose average is formed from groups
             out.append(_mean_of_group_means(base, group_rows))
     df = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in out],
                       columns=COLUMNS)
@@ -193,13 +173,14 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _mean_of_group_means(base: dict, group_rows: Dict[str, dict]) -> dict:
-    names = list(vtab_groups())
+    bench = benchmarks.get_benchmark(base["benchmark"])
+    names = list(bench.groups)
     parts = {g: r for g, r in group_rows.items() if r["complete"]}
     row = _aggregate_row({**base, "group": "", "task": "mean_of_group_means"},
                          "mean_of_group_means", names, parts)
     if row["complete"]:
-        row["note"] = ("mean of the 3 group means (not what GateVPT's AVG is: that is the "
-                       "19-task mean, task 'mean')")
+        row["note"] = (f"mean of the {len(names)} group means (not what GateVPT's AVG is: that "
+                       f"is the {len(bench.tasks)}-task mean, task 'mean')")
     else:
         row["note"] = "incomplete: group means missing for " + ", ".join(
             g for g in names if g not in parts)

@@ -9,7 +9,8 @@ directories without a usable record are not dropped: :func:`collect_unfinished` 
 JSON); ``started`` = no record yet; ``invalid`` = the record lacks the reported metric).
 
 Reported value: classification records give ``metrics['test_top1']`` (metric ``top1``; task =
-the record's task).  Segmentation records (benchmark ``ade20k``) give one row per
+the record's task).  Segmentation records (a benchmark scored by mIoU in
+``replicate/benchmarks.py``: ``ade20k``) give one row per entry of its ``table_order``,
 ``metrics['miou_ss']`` / ``metrics['miou_ms']`` (also accepted with a ``test_`` prefix), with
 task ``miou_ss`` / ``miou_ms`` and metric ``miou``, matching papers/*/published.csv.
 """
@@ -21,9 +22,16 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
+from .. import benchmarks
+
 DEFAULT_STAGES = ("final", "pinned")
-#: folders of segmentation work dirs (replicate.seg.run.default_work_dir): stage from the record
-SEG_DIRS = ("ade20k",)
+
+
+def seg_dirs() -> Tuple[str, ...]:
+    """Folders of segmentation work dirs (replicate.seg.run.default_work_dir: one per
+    segmentation benchmark); their stage comes from the record."""
+    return tuple(b.name for b in benchmarks.all_benchmarks() if b.segmentation)
+
 
 COLUMNS = ("paper", "stage", "backbone", "method", "benchmark", "group", "task", "metric",
            "seed", "value", "smoke", "protocol", "run_id", "run_dir", "experiment",
@@ -46,11 +54,12 @@ class CollectError(RuntimeError):
 def _run_dirs(runs_root: Path, paper: str,
               stages: Sequence[str]) -> Iterable[Tuple[str, Path, bool]]:
     """(folder stage, run dir, stage comes from the record) for every run directory."""
-    for folder in tuple(stages) + SEG_DIRS:
+    seg = seg_dirs()
+    for folder in tuple(stages) + seg:
         d = runs_root / paper / folder
         if d.is_dir():
             for run_dir in sorted(p for p in d.iterdir() if p.is_dir()):
-                yield folder, run_dir, folder in SEG_DIRS
+                yield folder, run_dir, folder in seg
 
 
 def _check_root(runs_root: Path) -> Path:
@@ -97,13 +106,15 @@ def environment_string(env) -> str:
 def _values(rec: dict) -> Tuple[List[Tuple[str, str, float]], Optional[str]]:
     """[(task, metric, value)] reported by a record, or a reason why none is."""
     m = rec.get("metrics") or {}
-    if rec.get("benchmark") == "ade20k":
+    bench = benchmarks.find_benchmark(str(rec.get("benchmark")))
+    if bench is not None and bench.segmentation:
         out = []
-        for k in ("miou_ss", "miou_ms"):
+        for k in bench.table_order:
             v = m.get(k, m.get(f"test_{k}"))
             if v is not None:
-                out.append((k, "miou", float(v)))
-        return out, None if out else "segmentation record without metrics['miou_ss'|'miou_ms']"
+                out.append((k, bench.metric, float(v)))
+        return out, None if out else (f"segmentation record without "
+                                      f"metrics['{'|'.join(bench.table_order)}']")
     if "test_top1" not in m:
         return [], (f"no metrics['test_top1'] (eval_splits={rec.get('eval_splits')}): final and "
                     f"pinned runs must evaluate on test")

@@ -7,8 +7,8 @@ Status of a (stage, backbone, method, benchmark, group, task, metric) cell:
   reproduced, whatever Δ is.
 * ``reproduced``: |Δ| <= max(tolerance, 2 * std over seeds), Δ = reproduced mean - published;
   tolerance from the records' protocol (``replicate.protocol.get(pid).tolerance``: 0.5 per FGVC
-  dataset, 1.0 per VTAB-1k task; ADE20K 1.0 mIoU, :data:`DEFAULT_TOLERANCE`, when no protocol is
-  registered).
+  dataset, 1.0 per VTAB-1k task; ADE20K 1.0 mIoU), else the benchmark's own
+  (``replicate/benchmarks.py`` ``Benchmark.tolerance``) when no protocol is registered.
 * ``not reproduced``: otherwise.
 * ``missing``: a published cell without runs (or a group mean whose member tasks are not all run).
 * ``reproduced-only``: runs, but the paper prints no number for this cell although it reports
@@ -29,14 +29,13 @@ from typing import Tuple
 import numpy as np
 import pandas as pd
 
-from .. import papers
+from .. import benchmarks, papers
 from .. import protocol as protocols
 from .aggregate import sort_cells
-from .published import CELL_KEY, FGVC_ORDER, cells, vtab_groups
+from .published import CELL_KEY, cells
 
-#: per-benchmark tolerances (docs/contributing.md 'Reporting rule'), used only when a record's
-#: protocol is not registered
-DEFAULT_TOLERANCE = {"fgvc": 0.5, "vtab1k": 1.0, "ade20k": 1.0}
+#: tolerance of a benchmark that is not registered (and no protocol in its records)
+FALLBACK_TOLERANCE = 1.0
 
 STATUSES = ("reproduced", "not reproduced", "missing", "reproduced-only",
             "published value unavailable", "smoke")
@@ -76,7 +75,8 @@ def tolerance_for(protocol_ids: str, benchmark: str) -> Tuple[float, str]:
     if found:
         tol, pid = min(found)
         return tol, f"protocol {pid}"
-    tol = DEFAULT_TOLERANCE.get(benchmark, 1.0)
+    bench = benchmarks.find_benchmark(benchmark)
+    tol = bench.tolerance if bench is not None else FALLBACK_TOLERANCE
     why = f"protocol {'/'.join(unknown)} not registered" if unknown else "no protocol in records"
     return tol, f"benchmark default ({why})"
 
@@ -162,10 +162,13 @@ def _row(stage: str, key: tuple, p, r, info: PaperInfo, method_published: bool,
                          f"on {bench}")
     else:
         row["status"] = "reproduced-only"
-        if bench == "vtab1k" and row["kind"] == "task":
-            row["reason"] = "the paper prints VTAB-1k only per group; per-task value is ours only"
-        elif task == "mean_of_group_means":
-            row["reason"] = "not printed: the paper's VTAB-1k AVG is the 19-task mean ('mean')"
+        b = benchmarks.find_benchmark(bench)
+        if b is not None and b.groups and row["kind"] == "task":
+            row["reason"] = (f"the paper prints {b.title} only per group; per-task value is "
+                             f"ours only")
+        elif b is not None and task == "mean_of_group_means":
+            row["reason"] = (f"not printed: the paper's {b.title} AVG is the {len(b.tasks)}-task "
+                             f"mean ('mean')")
         else:
             row["reason"] = "the paper prints no value for this cell"
     return row
@@ -202,35 +205,12 @@ def check_published(published: pd.DataFrame) -> pd.DataFrame:
     out = []
     if published.empty:
         return pd.DataFrame(out, columns=CHECK_COLUMNS)
-    groups = vtab_groups()
     for (paper, table, backbone, method), g in published.groupby(
             ["paper", "table", "backbone", "method"], sort=False):
-        fg = g[g["benchmark"] == "fgvc"].set_index("task")
-        if "mean" in fg.index and all(t in fg.index for t in FGVC_ORDER):
-            rows = [fg.loc[t] for t in FGVC_ORDER]
-            out.append(_check("FGVC AVG = mean of 5 datasets", paper, table, backbone, method,
-                              rows, float(np.mean([r["value"] for r in rows])), fg.loc["mean"]))
-        vt = g[g["benchmark"] == "vtab1k"]
-        gm = vt[vt["task"] == "group_mean"].set_index("group")
-        for grp, members in groups.items():
-            tv = vt[(vt["group"] == grp) & vt["task"].isin(members)].set_index("task")
-            if grp in gm.index and len(tv) == len(members):
-                rows = [tv.loc[t] for t in members]
-                out.append(_check(f"VTAB-1k {grp} = mean of its {len(members)} tasks", paper,
-                                  table, backbone, method, rows,
-                                  float(np.mean([r["value"] for r in rows])), gm.loc[grp]))
-        avg = vt[vt["task"] == "mean"]
-        if len(avg) == 1 and all(grp in gm.index for grp in groups):
-            rows = [gm.loc[grp] for grp in groups]
-            vals = [r["value"] for r in rows]
-            sizes = [len(groups[grp]) for grp in groups]
-            w = float(np.dot(vals, sizes) / sum(sizes))
-            label = " + ".join(f"{s}·{grp.capitalize()}" for s, grp in zip(sizes, groups))
-            out.append(_check(f"VTAB-1k AVG = ({label})/{sum(sizes)} (19-task mean)", paper,
-                              table, backbone, method, rows, w, avg.iloc[0]))
-            out.append(_check("VTAB-1k AVG vs mean of the 3 group means (which mean the paper "
-                              "used)", paper, table, backbone, method, rows,
-                              float(np.mean(vals)), avg.iloc[0], informational=True))
+        for bench in benchmarks.all_benchmarks(published=True):
+            sub = g[g["benchmark"] == bench.name]
+            if not sub.empty:
+                out += _check_bench(bench, sub, paper, table, backbone, method)
     for key, g in published.groupby(["paper"] + list(CELL_KEY), sort=False):
         if len(g) > 1:
             first = g.iloc[0]
@@ -246,6 +226,45 @@ def check_published(published: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=CHECK_COLUMNS)
 
 
+def _check_bench(bench: benchmarks.Benchmark, g: pd.DataFrame, paper: str, table: str,
+                 backbone: str, method: str) -> list:
+    """The aggregate checks of one benchmark's rows of one (table, backbone, method)."""
+    out = []
+    title = bench.title
+    if bench.average == "mean":
+        fg = g.set_index("task")
+        order = bench.table_order
+        if "mean" in fg.index and len(order) > 1 and all(t in fg.index for t in order):
+            rows = [fg.loc[t] for t in order]
+            out.append(_check(f"{title} AVG = mean of {len(order)} datasets", paper, table,
+                              backbone, method, rows,
+                              float(np.mean([r["value"] for r in rows])), fg.loc["mean"]))
+    if bench.average != "groups":
+        return out
+    groups = bench.groups
+    gm = g[g["task"] == "group_mean"].set_index("group")
+    for grp, members in groups.items():
+        tv = g[(g["group"] == grp) & g["task"].isin(members)].set_index("task")
+        if grp in gm.index and len(tv) == len(members):
+            rows = [tv.loc[t] for t in members]
+            out.append(_check(f"{title} {grp} = mean of its {len(members)} tasks", paper,
+                              table, backbone, method, rows,
+                              float(np.mean([r["value"] for r in rows])), gm.loc[grp]))
+    avg = g[g["task"] == "mean"]
+    if len(avg) == 1 and all(grp in gm.index for grp in groups):
+        rows = [gm.loc[grp] for grp in groups]
+        vals = [r["value"] for r in rows]
+        sizes = [len(groups[grp]) for grp in groups]
+        w = float(np.dot(vals, sizes) / sum(sizes))
+        label = " + ".join(f"{s}·{grp.capitalize()}" for s, grp in zip(sizes, groups))
+        out.append(_check(f"{title} AVG = ({label})/{sum(sizes)} ({sum(sizes)}-task mean)",
+                          paper, table, backbone, method, rows, w, avg.iloc[0]))
+        out.append(_check(f"{title} AVG vs mean of the {len(groups)} group means (which mean "
+                          f"the paper used)", paper, table, backbone, method, rows,
+                          float(np.mean(vals)), avg.iloc[0], informational=True))
+    return out
+
+
 def _check(name, paper, table, backbone, method, member_rows, computed, printed_row,
            informational: bool = False) -> dict:
     printed = float(printed_row["value"])
@@ -259,15 +278,24 @@ def _check(name, paper, table, backbone, method, member_rows, computed, printed_
 
 
 def vtab_mean_rule(checks: pd.DataFrame) -> str:
-    """One sentence: which VTAB-1k mean the printed AVGs follow."""
+    """One sentence per benchmark averaged over groups (VTAB-1k): which mean the printed AVGs
+    follow."""
     if checks.empty:
         return ""
-    w = checks[checks["check"].str.startswith("VTAB-1k AVG = (")]
-    u = checks[checks["check"].str.startswith("VTAB-1k AVG vs mean of the 3")]
-    if w.empty:
-        return ""
-    return (f"The printed VTAB-1k AVG is the mean over the 19 tasks: "
-            f"(7·Natural + 4·Specialized + 8·Structured)/19 matches {int(w['ok'].sum())} of "
-            f"{len(w)} printed AVGs, the mean of the three group means matches "
-            f"{int(u['ok'].sum())} of {len(u)}. Our 'mean' row is the 19-task mean; "
-            f"'mean_of_group_means' is given beside it.")
+    out = []
+    for b in benchmarks.all_benchmarks(published=True):
+        if b.average != "groups":
+            continue
+        groups, n = b.groups, len(b.tasks)
+        w = checks[checks["check"].str.startswith(f"{b.title} AVG = (")]
+        u = checks[checks["check"].str.startswith(f"{b.title} AVG vs mean of the {len(groups)}")]
+        if w.empty:
+            continue
+        label = " + ".join(f"{len(ts)}·{g.capitalize()}" for g, ts in groups.items())
+        count = {2: "two", 3: "three", 4: "four"}.get(len(groups), str(len(groups)))
+        out.append(f"The printed {b.title} AVG is the mean over the {n} tasks: "
+                   f"({label})/{n} matches {int(w['ok'].sum())} of "
+                   f"{len(w)} printed AVGs, the mean of the {count} group means matches "
+                   f"{int(u['ok'].sum())} of {len(u)}. Our 'mean' row is the {n}-task mean; "
+                   f"'mean_of_group_means' is given beside it.")
+    return " ".join(out)

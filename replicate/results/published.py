@@ -6,11 +6,11 @@ Header (exactly these columns)::
 
 * ``table``/``page``: where the value is printed (``page`` is a number, a range ``12-13``, or
   ``unknown`` when the page could not be established; the note then says why).
-* ``benchmark``: ``fgvc`` | ``vtab1k`` | ``ade20k``; ``metric``: ``top1`` (classification) or
-  ``miou`` (ADE20K).
-* ``task``: a dataset of the benchmark; or an aggregate as printed: ``mean`` (FGVC AVG, VTAB
-  overall AVG with ``group`` empty), ``group_mean`` (VTAB, ``group`` = natural | specialized |
-  structured); ADE20K: ``miou_ss`` | ``miou_ms``.
+* ``benchmark``: a benchmark of ``replicate/benchmarks.py`` that is not a smoke one (``fgvc`` |
+  ``vtab1k`` | ``ade20k``); ``metric``: its metric, ``top1`` (classification) or ``miou`` (ADE20K).
+* ``task``: an entry of the benchmark's ``table_order`` (a dataset; ADE20K: ``miou_ss`` |
+  ``miou_ms``); or an aggregate as printed: ``mean`` (FGVC AVG, VTAB overall AVG with ``group``
+  empty), ``group_mean`` (VTAB, ``group`` = natural | specialized | structured).
 * ``measured_by`` (optional 13th column): who measured the value, when not the paper itself.
 * One row per printed cell: the same (paper, table, backbone, method, benchmark, group, task,
   metric) twice is an error.  The same cell printed in two tables (e.g. GateVPT's Table 4 repeats
@@ -21,15 +21,15 @@ Header (exactly these columns)::
 from __future__ import annotations
 
 import csv
-import functools
-import importlib.util
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
+
+from .. import benchmarks
+from ..benchmarks import AGGREGATES  # noqa: F401  (kept importable from here)
 
 COLUMNS = ("paper", "table", "page", "backbone", "method", "benchmark", "group", "task",
            "metric", "value", "source", "note")
@@ -45,12 +45,9 @@ ROW_KEY = ("paper", "table", "backbone", "method", "benchmark", "group", "task",
 #: identity of a cell independent of the table it is printed in (the comparison joins on this)
 CELL_KEY = ("backbone", "method", "benchmark", "group", "task", "metric")
 
-METRICS = {"fgvc": "top1", "vtab1k": "top1", "ade20k": "miou"}
-#: FGVC datasets in the order of GateVPT's / VPT's Table 1
-FGVC_ORDER = ("cub", "flowers", "cars", "dogs", "nabirds")
-ADE20K_TASKS = ("miou_ss", "miou_ms")
-#: aggregate task names (not datasets)
-AGGREGATES = ("group_mean", "mean", "mean_of_group_means")
+#: kept for older imports: the built-in benchmarks' table orders (``replicate/benchmarks.py``)
+FGVC_ORDER = benchmarks.get_benchmark("fgvc").table_order
+ADE20K_TASKS = benchmarks.get_benchmark("ade20k").table_order
 
 _IDENT = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _PAGE = re.compile(r"^(unknown|\d+(-\d+)?)$")
@@ -60,45 +57,21 @@ class PublishedError(ValueError):
     """A malformed published table; the message names the file, the line and the fix."""
 
 
-@functools.lru_cache(maxsize=1)
-def task_tables():
-    """``replicate/data/tasks.py``, the harness's one task list.  Loaded from its file when the
-    data package is not imported yet: ``replicate.data`` imports torch (seconds), and reading
-    results should not need it.  Falls back to the normal import."""
-    if "replicate.data.tasks" in sys.modules:
-        return sys.modules["replicate.data.tasks"]
-    try:
-        path = Path(__file__).resolve().parents[1] / "data" / "tasks.py"
-        spec = importlib.util.spec_from_file_location("_replicate_task_tables", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    except Exception:  # pragma: no cover - tasks.py grew imports: use the package
-        from ..data import tasks
-        return tasks
-
-
 def vtab_tasks() -> Dict[str, str]:
     """VTAB-1k task -> group, in VTAB's order (7 natural, 4 specialized, 8 structured)."""
-    return {t: g for t, (g, _) in task_tables().VTAB_TASKS.items()}
+    return {t: v.group for t, v in benchmarks.get_benchmark("vtab1k").tasks.items()}
 
 
 def vtab_groups() -> Dict[str, Tuple[str, ...]]:
-    groups: Dict[str, List[str]] = {}
-    for t, g in vtab_tasks().items():
-        groups.setdefault(g, []).append(t)
-    return {g: tuple(ts) for g, ts in groups.items()}
+    return benchmarks.get_benchmark("vtab1k").groups
 
 
 def fgvc_tasks() -> Tuple[str, ...]:
-    """FGVC datasets in the papers' table order (checked against the harness's list)."""
-    if set(task_tables().FGVC_CLASSES) != set(FGVC_ORDER):
-        raise RuntimeError("replicate/data/tasks.py FGVC_CLASSES changed: update "
-                           "replicate/results/published.py FGVC_ORDER")
-    return FGVC_ORDER
+    """FGVC datasets in the papers' table order."""
+    return benchmarks.get_benchmark("fgvc").table_order
 
 
-def _check_row(row: Dict[str, str], vtab: Dict[str, str]) -> Optional[str]:
+def _check_row(row: Dict[str, str]) -> Optional[str]:
     """Problem with one row, or None."""
     for col in REQUIRED:
         if not row[col].strip():
@@ -115,31 +88,32 @@ def _check_row(row: Dict[str, str], vtab: Dict[str, str]) -> Optional[str]:
     if not math.isfinite(v):
         return f"value '{row['value']}' is not finite"
     bench, metric, group, task = row["benchmark"], row["metric"], row["group"], row["task"]
-    if bench not in METRICS:
-        return f"unknown benchmark '{bench}' (known: {', '.join(METRICS)})"
-    if metric != METRICS[bench]:
-        return f"unknown metric '{metric}' for {bench} (expected '{METRICS[bench]}')"
-    if bench == "fgvc":
-        if task not in FGVC_ORDER + ("mean",):
-            return f"unknown FGVC task '{task}' (known: {', '.join(FGVC_ORDER)}, mean)"
-        if group:
-            return f"FGVC rows have an empty group, got '{group}'"
-    elif bench == "vtab1k":
-        groups = sorted(set(vtab.values()))
+    b = benchmarks.find_benchmark(bench)
+    if b is None or b.smoke:
+        known = ", ".join(x.name for x in benchmarks.all_benchmarks(published=True))
+        return f"unknown benchmark '{bench}' (known: {known})"
+    if metric != b.metric:
+        return f"unknown metric '{metric}' for {bench} (expected '{b.metric}')"
+    if b.average == "groups":
+        groups = sorted(b.groups)
         if task == "group_mean":
             if group not in groups:
                 return f"group_mean needs group in {groups}, got '{group}'"
         elif task in ("mean", "mean_of_group_means"):
             if group:
-                return f"VTAB-1k '{task}' rows have an empty group, got '{group}'"
-        elif task in vtab:
-            if group != vtab[task]:
-                return f"VTAB-1k task '{task}' belongs to group '{vtab[task]}', got '{group}'"
+                return f"{b.title} '{task}' rows have an empty group, got '{group}'"
+        elif task in b.tasks:
+            if group != b.group_of(task):
+                return (f"{b.title} task '{task}' belongs to group '{b.group_of(task)}', "
+                        f"got '{group}'")
         else:
-            return f"unknown VTAB-1k task '{task}'"
-    elif bench == "ade20k":
-        if task not in ADE20K_TASKS:
-            return f"unknown ADE20K task '{task}' (known: {', '.join(ADE20K_TASKS)})"
+            return f"unknown {b.title} task '{task}'"
+        return None
+    known = b.table_order + tuple(t for _, t, _ in b.aggregate_specs())
+    if task not in known:
+        return f"unknown {b.title} task '{task}' (known: {', '.join(known)})"
+    if group and b.average == "mean":
+        return f"{b.title} rows have an empty group, got '{group}'"
     return None
 
 
@@ -153,7 +127,6 @@ def load_published(path: Path, paper: Optional[str] = None) -> pd.DataFrame:
     if not path.is_file():
         raise PublishedError(f"{path}: published table not found; create it with the header "
                              f"{','.join(COLUMNS)} (rows may be empty)")
-    vtab = vtab_tasks()
     rows: List[dict] = []
     seen: Dict[tuple, int] = {}
     with open(path, newline="", encoding="utf-8") as f:
@@ -182,7 +155,7 @@ def load_published(path: Path, paper: Optional[str] = None) -> pd.DataFrame:
                                      f"{len(header)} (quote fields that contain commas); {fix}")
             row = {c: x.strip() for c, x in zip(header, fields)}
             row[MEASURED_BY] = row.get(MEASURED_BY) or row["paper"]
-            problem = _check_row(row, vtab)
+            problem = _check_row(row)
             if problem is None and not _IDENT.match(row[MEASURED_BY]):
                 problem = f"{MEASURED_BY} '{row[MEASURED_BY]}' is not a lower-case paper key"
             if problem is None and paper is not None and row["paper"] != paper:

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .. import benchmarks
 from .aggregate import aggregate
 from .collect import DEFAULT_STAGES, CollectError, collect
 from .compare import (STATUSES, check_published, compare, measured_under, paper_info,
@@ -36,7 +37,11 @@ from .compare import (STATUSES, check_published, compare, measured_under, paper_
 from .figures import plot_comparison
 from .published import CELL_KEY, cells, load_published
 
-BENCH_TITLES = {"fgvc": "FGVC", "vtab1k": "VTAB-1k", "ade20k": "ADE20K"}
+
+def bench_title(name: str) -> str:
+    """How reports print a benchmark (its ``title`` in ``replicate/benchmarks.py``)."""
+    b = benchmarks.find_benchmark(name)
+    return b.title if b is not None else name
 
 
 # ------------------------------------------------------------------ formatting
@@ -58,7 +63,8 @@ def _where(r) -> str:
     if r["task"] == "group_mean":
         return f"{r['group']} (group mean)"
     if r["task"] == "mean":
-        return "AVG (mean)" if r["benchmark"] != "vtab1k" else "AVG (19-task mean)"
+        b = benchmarks.find_benchmark(r["benchmark"])
+        return b.average_label() if b is not None else "AVG (mean)"
     if r["task"] == "mean_of_group_means":
         return "mean of group means"
     return f"{r['task']}" + (f" ({r['group']})" if r["group"] else "")
@@ -158,7 +164,7 @@ def _benchmark_sections(comp: pd.DataFrame) -> List[str]:
     if comp.empty:
         return ["## Comparison", "", "Nothing to compare: no runs and no published values.", ""]
     for (bench, stage), df in comp.groupby(["benchmark", "stage"], sort=False):
-        title = BENCH_TITLES.get(bench, bench)
+        title = bench_title(bench)
         lines += [f"## {title}" + (f" — stage `{stage}`" if stage else " — no runs"), ""]
         rows = []
         for _, r in df.iterrows():
@@ -204,7 +210,7 @@ def _side_by_side(rep: pd.DataFrame) -> List[str]:
         methods = sorted(df["method"].unique())
         if len(methods) < 2:
             continue
-        lines += [f"### {BENCH_TITLES.get(bench, bench)} — stage `{stage}`", ""]
+        lines += [f"### {bench_title(bench)} — stage `{stage}`", ""]
         rows = []
         keyed = df.set_index(["backbone", "group", "task", "metric", "method"])
         seen = []
@@ -245,7 +251,7 @@ def _beside_baseline(paper: str, rep: pd.DataFrame, base_rep: pd.DataFrame,
         k = (r["backbone"], r["benchmark"], r["group"], r["task"], r["metric"])
         b = brep.get((r["stage"],) + k)
         p = bpub.get(k)
-        rows.append([r["stage"], r["backbone"], BENCH_TITLES.get(r["benchmark"], r["benchmark"]),
+        rows.append([r["stage"], r["backbone"], bench_title(r["benchmark"]),
                      _where(r), r["method"], _ours(r), _ours(b) if b is not None else "—",
                      p["value_text"] if p is not None else "—",
                      _f(r["mean"] - b["mean"], signed=True) if b is not None else "",
@@ -330,7 +336,7 @@ def _selection_lines(runs: pd.DataFrame) -> List[str]:
     fin = runs[runs["selected_lr"].notna()].drop_duplicates("experiment")
     if fin.empty:
         return []
-    rows = [[r["backbone"], r["method"], BENCH_TITLES.get(r["benchmark"], r["benchmark"]),
+    rows = [[r["backbone"], r["method"], bench_title(r["benchmark"]),
              r["task"], f"{r['selected_lr']:g}", f"{r['selected_wd']:g}",
              _f(r["selection_val_top1"]),
              f"{r['paper_lr']:g}" if pd.notna(r["paper_lr"]) else "—",
