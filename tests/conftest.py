@@ -44,7 +44,7 @@ def _image_cache_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def micro_cache(tmp_path_factory):
     """The micro pre-trained backbones (replicate/micro), built once per session into a
-    temporary cache (about a minute of CPU); $REPLICATE_TEST_MICRO_CACHE reuses a directory
+    temporary cache (about 1.5 minutes of CPU); $REPLICATE_TEST_MICRO_CACHE reuses a directory
     instead (files are keyed by their recipe hash, so a stale one is never picked up)."""
     import os
 

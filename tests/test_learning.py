@@ -33,9 +33,10 @@ SHORT = {
                      "lstm_hidden": 32}, dict(lr=0.1), 4),
     "vptm": ("beitv2", {"num_prompts": 4}, dict(lr=0.01, optimizer="adamw"), 4),
 }
-#: a run "beats chance by a wide margin": at least this multiple of chance on val
-MARGIN = {"vptm": 2.0}
-DEFAULT_MARGIN = 4.0
+#: a run "beats chance by a wide margin": at least this multiple of chance on val (measured
+#: on torch 2.15: 70-86% after these short runs, VPTM lowest)
+MARGIN: dict = {}
+DEFAULT_MARGIN = 5.0
 
 
 def short_run(cache: str, method: str, root, seed: int = 0) -> Run:

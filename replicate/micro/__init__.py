@@ -9,7 +9,7 @@
   :mod:`.beitv2`.
 
 Each is pre-trained without labels on the 800 digits *training* images (never val or test),
-with fixed seeds and one thread, in 20-30 s of CPU time each, and written in its family's official
+with fixed seeds and one thread, in 25-55 s of CPU time each, and written in its family's official
 checkpoint layout into a cache directory (``$REPLICATE_MICRO_CACHE``, default
 ``~/.cache/vpt-replicate/micro``; not in git).  The backbones then load through their registry
 entries and the same converters as the real ViT-B/16 files, so the demo and the learning tests

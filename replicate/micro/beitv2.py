@@ -39,7 +39,7 @@ from .common import augment, normalize, pretraining_images, train_epochs
 
 TEACHER = "vit_micro_patch8_32.mocov3_digits"
 RECIPE: Dict[str, object] = dict(
-    epochs=40, batch_size=64, lr=1.5e-3, weight_decay=0.05, warmup_epochs=2, num_masked=6,
+    epochs=100, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_epochs=2, num_masked=6,
     vocab_size=64, kmeans_iters=25, layer_scale_init=0.1, early_layers=2, head_layers=1,
     token_cls=True, teacher=TEACHER, augment=dict(scale=(0.85, 1.1), shift=0.12, rotate=0.2))
 

@@ -24,7 +24,7 @@ from .common import augment, normalize, pretraining_images, train_epochs
 from .sincos import sincos_pos_embed
 
 RECIPE: Dict[str, object] = dict(
-    epochs=50, batch_size=64, lr=1.5e-3, weight_decay=0.05, warmup_epochs=3, mask_ratio=0.5,
+    epochs=80, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_epochs=3, mask_ratio=0.5,
     decoder_dim=64, decoder_depth=1, decoder_heads=4, norm_pix_loss=True,
     augment=dict(scale=(0.85, 1.1), shift=0.12, rotate=0.2))
 
