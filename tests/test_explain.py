@@ -72,15 +72,21 @@ def test_explain_names_a_source_for_every_resolved_value_of_every_config(monkeyp
     files = _configs()
     papers = {p.relative_to(REPO / "papers").parts[0] for p in files}
     assert {"gatevpt", "lspt", "vptm"} <= papers and len(files) > 500, (papers, len(files))
+    _assert_all_explained(files, lambda path: _problems(path, monkeypatch), "configs")
+
+
+def _assert_all_explained(files: List[Path], problems_of, what: str) -> None:
+    """Every file's problems collected (a config that does not load or explain is a finding
+    too), then one failure listing the first few."""
     bad = {}
     for path in files:
         try:
-            problems = _problems(path, monkeypatch)
-        except Exception as e:  # a config that does not load or explain is a finding too
+            problems = problems_of(path)
+        except Exception as e:
             problems = [f"{type(e).__name__}: {e}"]
         if problems:
             bad[str(path.relative_to(REPO))] = problems
-    assert not bad, f"{len(bad)} of {len(files)} configs: " + "; ".join(
+    assert not bad, f"{len(bad)} of {len(files)} {what}: " + "; ".join(
         f"{k}: {v[:3]}" for k, v in list(bad.items())[:5])
 
 
@@ -141,16 +147,7 @@ def _seg_problems(path: Path) -> List[str]:
 def test_explain_names_a_source_for_every_resolved_value_of_every_ade20k_config():
     files = _seg_configs()
     assert {p.relative_to(REPO / "papers").parts[0] for p in files} == {"gatevpt", "lspt"}, files
-    bad = {}
-    for path in files:
-        try:
-            problems = _seg_problems(path)
-        except Exception as e:  # a config that does not load or explain is a finding too
-            problems = [f"{type(e).__name__}: {e}"]
-        if problems:
-            bad[str(path.relative_to(REPO))] = problems
-    assert not bad, f"{len(bad)} of {len(files)} ADE20K configs: " + "; ".join(
-        f"{k}: {v[:3]}" for k, v in list(bad.items())[:5])
+    _assert_all_explained(files, _seg_problems, "ADE20K configs")
 
 
 @pytest.mark.seg
