@@ -79,13 +79,20 @@ def beitv2_base_patch16_224() -> BeitMIM:
                    num_heads=12, mlp_ratio=4.0, qkv_bias=True, init_values=0.1)
 
 
-def beit_micro_patch8_32() -> BeitMIM:
+def beit_micro_patch8_32(vocab_size: int = 64) -> BeitMIM:
     """Tiny BEiT for tests and the demo: 32x32 input, 8x8 patches (4x4 grid), width 64, 4 blocks,
-    4 heads, vocab 64; same key layout as the real model.  Layer scale starts at 1.0 (not 0.1):
+    4 heads, vocab 64 (tests); same key layout as the real model.  Layer scale starts at 1.0 (not 0.1):
     only random-init smoke runs see it (a checkpoint sets gamma), and with 0.1 a random tiny
     model's CLS/[MASK] outputs barely depend on the image (1% vs 13% spread on digits)."""
-    return BeitMIM(vocab_size=64, img_size=32, patch_size=8, embed_dim=64, depth=4,
+    return BeitMIM(vocab_size=vocab_size, img_size=32, patch_size=8, embed_dim=64, depth=4,
                    num_heads=4, mlp_ratio=4.0, qkv_bias=True, init_values=1.0)
+
+
+def beit_micro_patch8_32_vocab1k() -> BeitMIM:
+    """The demo's micro BEiT v2 (:mod:`replicate.micro.beitv2`): :func:`beit_micro_patch8_32`
+    with a 1,024-word ``lm_head`` (the real model has 8,192 words; VPTM reads this head, and a
+    64-word one measured as its bottleneck, replicate/micro/beitv2.py)."""
+    return beit_micro_patch8_32(vocab_size=1024)
 
 
 # --------------------------------------------------------------------------- adapter

@@ -17,6 +17,7 @@ _vit_b16 = Lazy("replicate.backbones.vit:vit_b16")
 _vit_micro = Lazy("replicate.backbones.vit:vit_micro")
 _beitv2_base = Lazy("replicate.backbones.beit:beitv2_base_patch16_224")
 _beit_micro = Lazy("replicate.backbones.beit:beit_micro_patch8_32")
+_beit_micro_1k = Lazy("replicate.backbones.beit:beit_micro_patch8_32_vocab1k")
 _BEIT_ADAPTER = Lazy("replicate.backbones.beit:BeitAdapter")
 #: micro backbones: their checkpoint is the file in the micro cache (``replicate.micro``)
 _MICRO_CHECKPOINT = Lazy("replicate.micro:cached_checkpoint")
@@ -96,10 +97,10 @@ register(BackboneEntry(
     note="SMOKE: micro ViT pre-trained MoCo v3-style (momentum contrastive) on the digits train "
          "images, no labels; MoCo v3's module.base_encoder/momentum_encoder layout"))
 register(BackboneEntry(
-    name="beit_micro_patch8_32.beitv2_digits", build=_beit_micro, source="beitv2",
+    name="beit_micro_patch8_32.beitv2_digits", build=_beit_micro_1k, source="beitv2",
     default_file="beitv2_micro_digits-<recipe>.pth", url=_HOW, default_pool="cls",
     paper_key="beitv2_micro", adapter=_BEIT_ADAPTER, extra={"micro": "beitv2"},
     default_checkpoint=_MICRO_CHECKPOINT,
-    note="SMOKE: micro BEiT v2-style MIM model (64 visual tokens: k-means over the MoCo v3 "
+    note="SMOKE: micro BEiT v2-style MIM model (1,024 visual tokens: k-means over the MoCo v3 "
          "micro encoder's patch + CLS features) pre-trained on the digits train images, no labels; "
          "BEiT v2's pre-training layout with lm_head"))

@@ -5,7 +5,7 @@
 * ``vit_micro_patch8_32.mocov3_digits`` (source ``mocov3``): momentum contrastive learning,
   :mod:`.mocov3`;
 * ``beit_micro_patch8_32.beitv2_digits`` (source ``beitv2``): masked visual-token prediction
-  with an ``lm_head`` over a 64-word k-means codebook of the MoCo v3 micro encoder's features,
+  with an ``lm_head`` over a 1,024-word k-means codebook of the MoCo v3 micro encoder's features,
   :mod:`.beitv2`.
 
 Each is pre-trained without labels on the 800 digits *training* images (never val or test),
