@@ -23,11 +23,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
+from . import stages
 from .errors import EXIT_ERROR, CliError, error_line
+from .stages import check_paper
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,69 +38,18 @@ def runs_root(args) -> str:
 
 
 def _stage_runs(args, stage: str):
-    from . import sweep
-
-    exps = _stage_experiments(args, stage)
-    root = runs_root(args)
-    if stage in ("pinned", "smoke"):
-        return sweep.plan_pinned(exps, root, stage), []
-    if stage == "search":
-        return sweep.plan_search(exps, root), []
-    return sweep.plan_final(exps, root)
+    """A stage's runs and the configs waiting for search, for the command line's paper/select."""
+    return stages.stage_runs(args.paper, stage, runs_root(args), args.select)
 
 
 def _stage_experiments(args, stage: str):
     """The loaded configs of a stage (errors name the paper, mode or --select glob)."""
-    from . import sweep
-
-    mode = {"final": "search"}.get(stage, stage)
-    check_paper(args.paper)
-    try:
-        files = sweep.config_files(args.paper, mode, select=args.select or ())
-    except FileNotFoundError as e:
-        have = [m for m in ("pinned", "search", "smoke")
-                if (sweep.papers_root() / args.paper / "configs" / m).is_dir()]
-        raise CliError(f"{e}: paper '{args.paper}' has configs for --mode "
-                       f"{', '.join(have) or '(none)'}; pick one of those") from None
-    if not files:
-        raise CliError(f"no configs match --select {' '.join(args.select or ())} under "
-                       f"papers/{args.paper}/configs/{mode}: check the glob (relative to that "
-                       f"folder, e.g. 'digits/*')")
-    return sweep.load_experiments(files)
-
-
-def known_papers() -> List[str]:
-    """Papers discovered under papers/ (or $REPLICATE_PAPERS): folders with configs/ or a
-    paper.py (replicate/papers.py)."""
-    from . import papers
-    return papers.known()
-
-
-def check_paper(paper: str) -> None:
-    """An unknown --paper is an error that lists the known (discovered) ones."""
-    from . import papers
-    try:
-        papers.require(paper)
-    except papers.PaperError as e:
-        raise CliError(str(e)) from None
+    return stages.stage_experiments(args.paper, stage, args.select)
 
 
 def ensure_runs_root(args) -> Path:
     """Create RUNS_ROOT before the first run; an unwritable one is one clear error."""
-    root = Path(runs_root(args))
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-")
-        probe.close()
-    except OSError as e:
-        raise CliError(f"RUNS_ROOT {root} is not writable ({e.strerror or e}): set RUNS_ROOT or "
-                       f"--runs-root to a folder you can write to") from None
-    return root
-
-
-def _stages_for(mode: str) -> List[str]:
-    from .sweep import MODE_STAGES
-    return list(MODE_STAGES[mode])
+    return stages.ensure_runs_root(runs_root(args))
 
 
 def report_dir(args) -> Path:
@@ -118,7 +68,7 @@ def cmd_plan(args) -> int:
     print(f"  environment: new runs record {environments.label(environments.current())}"
           f" (ADE20K: the segmentation environment, make reproduce-gatevpt-ade20k)")
     total = []
-    for stage in ([args.stage] if args.stage else _stages_for(args.mode)):
+    for stage in ([args.stage] if args.stage else stages.stages_for(args.mode)):
         runs, pending = _stage_runs(args, stage)
         priced = runs
         if stage == "final":  # before (or during) the search: every config's final runs, priced
@@ -163,129 +113,15 @@ def _trainable(run) -> Optional[int]:
         return None
 
 
-def _execute_inproc(runs) -> int:
-    """Train ``runs`` in this process, one after the other.  Returns the exit status: 0 when
-    all finished, 1 when any failed (each has its failed.json; the others still train), 128 +
-    the signal's number when SIGTERM/SIGINT stopped them at an epoch boundary (resumable)."""
-    from .engine.stop import GracefulStop
-    from .engine.train import execute_all
-    from .errors import describe
-
-    with GracefulStop() as stop:  # a failed run is recorded in failed.json; the rest go on
-        _, failures = execute_all(
-            runs, should_stop=stop,
-            announce=lambda i, r: print(f"[{i}/{len(runs)}] {r.run_id}", flush=True),
-            on_failure=lambda r, e: print(f"  failed: {describe(e)[:300]}", flush=True))
-    n_failed = len(failures)
-    if stop.signame:
-        print(f"stopped by {stop.signame}: unfinished runs keep their last epoch's checkpoint; "
-              f"re-run the same command to resume them")
-        return stop.exit_code
-    return 1 if n_failed else 0
-
-
-def report_failures(stage: str, runs) -> int:
-    """Print how many runs of ``stage`` failed and why (one line each); returns the count."""
-    from .engine.run import failure_reason, run_state
-
-    failed = [r for r in runs if run_state(r.run_dir) == "failed"]
-    if failed:
-        print(f"stage {stage}: {len(failed)} of {len(runs)} runs failed:")
-        for r in failed[:20]:
-            why = " ".join(str(failure_reason(r.run_dir) or "see failed.json").split())
-            print(f"  {r.run_id}: {why[:300]}")
-        if len(failed) > 20:
-            print(f"  ... and {len(failed) - 20} more (python -m replicate status)")
-    return len(failed)
-
-
-def submit_stage(args, stage: str, wait: bool) -> int:
-    from .sweep import todo
-
-    runs, pending = _stage_runs(args, stage)
-    work = todo(runs)
-    print(f"stage {stage}: {len(runs)} runs, {len(runs) - len(work)} already done, "
-          f"{len(work)} to run" + (f"; {len(pending)} configs wait for search" if pending else ""))
-    if not work:
-        return 0
-    ensure_runs_root(args)
-    if args.executor == "inproc":
-        rc = _execute_inproc(work)
-        n_failed = report_failures(stage, runs)
-        return rc or (1 if n_failed else 0)
-    from . import launch
-
-    profile = launch.load_profile(args.cluster) if args.executor == "slurm" else None
-    log_folder = Path(runs_root(args)) / args.paper / "_submitit" / stage
-    jobs = launch.submit_runs(work, args.executor, profile, log_folder, pack_size=args.pack,
-                              job_name=f"{args.paper}-{stage}")
-    print(f"submitted {len(jobs)} array task(s); logs in {log_folder}")
-    if wait:
-        results = launch.wait(jobs)
-        n_failed = report_failures(stage, runs)
-        if n_failed or any(r["state"] != "DONE" for r in results):
-            return 1  # a failed run or a killed job: a script must not carry on as if done
-    return 0
-
-
 def cmd_submit(args) -> int:
-    return submit_stage(args, args.stage, wait=args.wait)
-
-
-def _unsubmitted_run_lines(runs, log_root: Path) -> List[str]:
-    """Started runs no submission knows of (``run``, ``--executor inproc``): who trains them
-    now, or where they resume."""
-    from .engine.lock import lock_holder
-    from .engine.run import run_state
-
-    started = [r for r in runs if run_state(r.run_dir) == "started"]
-    if not started:
-        return []
-    from .launch.submit import read_manifest, resume_hint
-
-    submitted = set()
-    for stage_dir in (sorted(log_root.iterdir()) if log_root.is_dir() else []):
-        for entry in read_manifest(stage_dir):
-            submitted |= {run["run_dir"] for job in entry["jobs"] for run in job["runs"]}
-    lines = []
-    for r in started:
-        if str(r.run_dir) in submitted:
-            continue  # its job's line below says it
-        holder = lock_holder(r.run_dir)
-        lines.append(f"  RUNNING {r.run_id}: trained by {holder}" if holder else
-                     f"  STOPPED {r.run_id}: {resume_hint(r.run_dir)}")
-    return lines
+    return stages.submit_stage(args.paper, args.stage, runs_root(args), select=args.select,
+                               executor=args.executor, cluster=args.cluster, pack=args.pack,
+                               wait=args.wait)
 
 
 def cmd_status(args) -> int:
-    from .engine.run import failure_reason
-    from .sweep import summarize
-
-    log_root = Path(runs_root(args)) / args.paper / "_submitit"
-    for stage in _stages_for(args.mode):
-        runs, pending = _stage_runs(args, stage)
-        c = summarize(runs)
-        print(f"{stage:7s}: {c['done']}/{len(runs)} done, {c['failed']} failed, "
-              f"{c['started']} started, {c['new']} not started"
-              + (f", {len(pending)} configs waiting for search" if pending else ""))
-        for r in runs:
-            reason = failure_reason(r.run_dir)  # failed.json's error, or a damaged record
-            if reason is not None:
-                f = r.run_dir / "failed.json"
-                print(f"  FAILED {r.run_id}: {reason}"
-                      + (f"\n    see {f}" if f.is_file() else ""))
-        for line in _unsubmitted_run_lines(runs, log_root):
-            print(line)
-    if log_root.is_dir():
-        try:
-            from . import launch
-            for stage_dir in sorted(log_root.iterdir()):
-                for js in launch.job_states(stage_dir):
-                    if js.get("state") not in ("COMPLETED", "DONE"):
-                        print(f"  job {js.get('job_id')} ({stage_dir.name}): {js.get('state')} "
-                              + " ".join(str(js.get('error') or '').split()))
-        except Exception as e:  # status must work without SLURM
-            print(f"  (job states unavailable: {e})")
+    for line in stages.status_lines(args.paper, args.mode, runs_root(args), args.select):
+        print(line)
     return 0
 
 
@@ -295,7 +131,7 @@ def cmd_compare(args) -> int:
     from .sweep import papers_root
     published = papers_root() / args.paper / "published.csv"
     ctx = dict(_extra_context(args.paper) or {})
-    ctx["stages"] = tuple(_stages_for(args.mode))
+    ctx["stages"] = tuple(stages.stages_for(args.mode))
     ctx["command"] = f"python -m replicate compare --paper {args.paper} --mode {args.mode}"
     paths = write_report(args.paper, Path(runs_root(args)), report_dir(args), published, ctx)
     for k, v in paths.items():
@@ -317,7 +153,7 @@ def _extra_context(paper: str) -> Optional[dict]:
 def cmd_collect(args) -> int:
     from .results.collect import collect
 
-    df = collect(Path(runs_root(args)), args.paper, stages=tuple(_stages_for(args.mode)))
+    df = collect(Path(runs_root(args)), args.paper, stages=tuple(stages.stages_for(args.mode)))
     out = report_dir(args) / "records.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")  # whole file or the old one
@@ -344,7 +180,7 @@ def check_reproduce_inputs(args) -> None:
     base = Path(ctx.get("baseline_published", ""))
     if ctx and base.is_file():
         load_published(base, paper=ctx["baseline_paper"])
-    _stage_experiments(args, _stages_for(args.mode)[0])  # configs load and match --select
+    _stage_experiments(args, stages.stages_for(args.mode)[0])  # configs load and match --select
     ensure_runs_root(args)
     problem = writable_problem(report_dir(args))
     if problem:
@@ -355,35 +191,27 @@ def check_reproduce_inputs(args) -> None:
 def cmd_reproduce(args) -> int:
     """Drive the stages in order.  With --no-wait each call submits the next unfinished stage
     and returns, so the target can be re-run after each array finishes."""
-    wait = not args.no_wait
     check_reproduce_inputs(args)
-    for stage in _stages_for(args.mode):
-        runs, pending = _stage_runs(args, stage)
-        from .sweep import todo
-        remaining = todo(runs)
-        if remaining or pending:
-            rc = submit_stage(args, stage, wait=wait)
-            runs, pending = _stage_runs(args, stage)
-            left = todo(runs)
-            if left or pending:
-                from .engine.run import run_state
-                n_failed = sum(run_state(r.run_dir) == "failed" for r in left)
-                if not wait and rc == 0:
-                    print(f"stage {stage} not finished yet: re-run this command when its jobs are "
-                          f"done (python -m replicate status --paper {args.paper} --mode "
-                          f"{args.mode})")
-                    return 0
-                if n_failed:  # the failures were listed above, one line each
-                    print(f"stage {stage}: {n_failed} of {len(runs)} runs failed (see above): fix "
-                          f"the cause and re-run this command (failed runs are retried, finished "
-                          f"ones kept)")
-                else:
-                    print(f"stage {stage}: {len(left)} of {len(runs)} runs unfinished (stopped or "
-                          f"their job died; each resumes from its last checkpoint): re-run this "
-                          f"command")
-                return rc or 1
-    cmd_collect(args)
-    return cmd_compare(args)
+    outcome = stages.run_stages(args.paper, args.mode, runs_root(args), select=args.select,
+                                executor=args.executor, cluster=args.cluster, pack=args.pack,
+                                wait=not args.no_wait)
+    if outcome.state == "done":
+        cmd_collect(args)
+        return cmd_compare(args)
+    print(_unfinished_message(outcome, args))
+    return 0 if outcome.state == "waiting" else outcome.rc or 1
+
+
+def _unfinished_message(o: stages.StageOutcome, args) -> str:
+    """What to do about a stage reproduce left unfinished (waiting, failed or unfinished)."""
+    if o.state == "waiting":
+        return (f"stage {o.stage} not finished yet: re-run this command when its jobs are done "
+                f"(python -m replicate status --paper {args.paper} --mode {args.mode})")
+    if o.state == "failed":  # the failures were listed above, one line each
+        return (f"stage {o.stage}: {o.n_failed} of {o.n_runs} runs failed (see above): fix the "
+                f"cause and re-run this command (failed runs are retried, finished ones kept)")
+    return (f"stage {o.stage}: {o.n_left} of {o.n_runs} runs unfinished (stopped or their job "
+            f"died; each resumes from its last checkpoint): re-run this command")
 
 
 def cmd_run(args) -> int:

@@ -155,7 +155,7 @@ import json, sys
 from pathlib import Path
 
 import replicate.sweep as sweep
-from replicate import config
+from replicate import config, stages
 from replicate.results import aggregate, collect, compare, load_published
 
 repo, runs_root = Path(sys.argv[1]), sys.argv[2]
@@ -165,6 +165,9 @@ for rel in pinned:
     n["pinned"] += len(sweep.plan_pinned([config.load(repo / rel)], runs_root))
 for rel in search:
     n["search"] += len(sweep.plan_search([config.load(repo / rel)], runs_root))
+sel = [pinned[0].split("configs/pinned/", 1)[1]]  # the stage layer: runs and status lines
+n["stage"] = len(stages.stage_runs("gatevpt", "pinned", runs_root, sel)[0])
+n["status"] = list(stages.status_lines("gatevpt", "pinned", runs_root, sel))
 for paper in ("gatevpt", "lspt", "vptm"):
     runs = collect(Path(runs_root), paper)
     cells = aggregate(runs)
@@ -183,9 +186,10 @@ def _pick(paper: str, mode: str, pattern: str) -> str:
 
 
 def test_planning_config_and_results_import_no_torch(tmp_path):
-    """Loading committed configs, planning pinned and search runs and collecting, aggregating
-    and comparing (here on an empty runs root) never import torch or timm: planning runs on a
-    login node without the training stack loaded."""
+    """Loading committed configs, planning pinned and search runs, a stage's runs and status
+    (replicate/stages.py), and collecting, aggregating and comparing (here on an empty runs
+    root) never import torch or timm: planning runs on a login node without the training stack
+    loaded."""
     pinned = [_pick("gatevpt", "pinned", "fgvc/*/*.py"), _pick("gatevpt", "pinned", "vtab1k/*/*.py"),
               _pick("lspt", "pinned", "fgvc/*/*.py"), _pick("lspt", "pinned", "vtab1k/*/*.py")]
     search = [_pick("gatevpt", "search", "fgvc/*/gatevpt/*.py"),
@@ -202,4 +206,5 @@ def test_planning_config_and_results_import_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["pinned"] >= len(pinned) and got["search"] > len(search), got
+    assert got["stage"] >= 1 and len(got["status"]) == 1, got
     assert got["heavy"] == [], f"planning imported {got['heavy']}"
