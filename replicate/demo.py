@@ -2,7 +2,9 @@
 
 1. Pre-train (or find cached) three micro backbones, one per pre-training family the papers
    use -- MAE-style, MoCo v3-style, BEiT v2-style with an ``lm_head`` -- on the digits *train*
-   images without labels (:mod:`replicate.micro`), and print each one's time and k-NN accuracy.
+   images without labels (:mod:`replicate.micro`), and print each one's time and k-NN accuracy
+   (BEiT v2, whose tokenizer reads MoCo v3, pre-trains in a second process while the MAE and
+   MoCo v3 runs train, when there is a second core).
 2. Plan the runs: linear probe, VPT-shallow, VPT-deep, GateVPT and LSPT on the MAE and MoCo v3
    backbones; linear probe, VPT-deep and VPTM on the BEiT v2 one; 2 seeds each, trained on
    digits train+val (1,000 images) and tested on the rest (797), like VTAB-1k.
@@ -119,12 +121,25 @@ def micro_key(family: str) -> str:
     return backbones.get(micro.BACKBONES[family].entry).paper_key
 
 
-def _execute(work: List[Run], executor: str, out: Path, echo, announce: bool = True) -> None:
+def _print_backbones(metas: Dict[str, dict]) -> None:
+    for m in metas.values():
+        print(f"  {m['entry']:36s} pre-training {m['pretrain_wall_s']:5.1f} s wall "
+              f"({m['pretrain_cpu_s']:.1f} s CPU){' [cached]' if m.get('cached') else ''}, "
+              f"k-NN top-1 on digits val {m['knn_val_top1']:.1f}%", flush=True)
+
+
+def _execute(work: List[Run], executor: str, out: Path, echo, announce: bool = True,
+             first: int = 1, total: Optional[int] = None) -> None:
+    """Run ``work`` (announced as runs ``first``.. of ``total``)."""
+    if not work:
+        return
     if executor == "inproc":
         from .engine.train import execute_all
+        n = total or len(work)
         execute_all(work, echo=echo, keep_going=False,
-                    announce=(lambda i, r: print(f"[{i}/{len(work)}] SMOKE {r.experiment.name} "
-                                                 f"seed {r.seed} ({r.stage})", flush=True))
+                    announce=(lambda i, r: print(f"[{first + i - 1}/{n}] SMOKE "
+                                                 f"{r.experiment.name} seed {r.seed} "
+                                                 f"({r.stage})", flush=True))
                     if announce else None)
     else:
         from . import launch
@@ -151,7 +166,9 @@ def learning_summary(runs: List[Run]) -> List[str]:
 
 
 def run_demo(out: Path, executor: str = "inproc", quick: bool = False,
-             cache_dir: Optional[Path] = None, search: bool = False) -> int:
+             cache_dir: Optional[Path] = None, search: bool = False,
+             jobs: Optional[int] = None) -> int:
+    """The demo; ``jobs`` processes pre-train side by side (default: up to 2, one per core)."""
     import torch
 
     from .sweep import plan_pinned, todo
@@ -168,13 +185,21 @@ def run_demo(out: Path, executor: str = "inproc", quick: bool = False,
               "nothing here reproduces a paper", flush=True)
         print(f"SMOKE micro backbones (cache {cache}):", flush=True)
         # MAE and MoCo v3 pre-train side by side on 2 cores, then BEiT v2 (its tokenizer
-        # reads the MoCo v3 encoder)
-        metas = micro.ensure(cache, log=lambda s: print("   ", s, flush=True),
-                             jobs=min(2, os.cpu_count() or 1))
-        for fam, m in metas.items():
-            print(f"  {m['entry']:36s} pre-training {m['pretrain_wall_s']:5.1f} s wall "
-                  f"({m['pretrain_cpu_s']:.1f} s CPU){' [cached]' if m.get('cached') else ''}, "
-                  f"k-NN top-1 on digits val {m['knn_val_top1']:.1f}%", flush=True)
+        # reads the MoCo v3 encoder): in the background while the others' runs train, when
+        # there is a second core and the runs train in this process
+        jobs = jobs or min(2, os.cpu_count() or 1)
+        first = [f for f, b in micro.BACKBONES.items() if not b.needs]
+        later = [f for f in micro.BACKBONES if f not in first]
+        _print_backbones(micro.ensure(cache, first, log=lambda s: print("   ", s, flush=True),
+                                      jobs=jobs))
+        overlap = jobs > 1 and executor == "inproc" and not search
+        wait_later = micro.build_in_background(later, cache) if overlap else None
+        if wait_later is None:
+            _print_backbones(micro.ensure(cache, later, log=lambda s: print("   ", s,
+                                                                            flush=True)))
+        elif not all(micro.is_cached(f, cache) for f in later):
+            print(f"  {', '.join(later)}: pre-training in the background while the other "
+                  "backbones' runs train", flush=True)
         t_pre = time.time() - t0
         exps = demo_experiments(cache, quick)
         echo = (lambda s: None) if not os.environ.get("REPLICATE_DEMO_VERBOSE") else \
@@ -196,7 +221,16 @@ def run_demo(out: Path, executor: str = "inproc", quick: bool = False,
         runs = plan_pinned(exps, str(runs_root), stage="final")
         print(f"SMOKE demo: {len(runs)} runs = {len(exps)} cells x {len(proto.seeds)} seeds, "
               "train 1000 (train+val) -> test 797", flush=True)
-        _execute(todo(runs), executor, out, echo)
+        work = todo(runs)
+        if wait_later is not None:
+            entries = {micro.BACKBONES[f].entry for f in later}
+            now = [r for r in work if r.experiment.backbone.name not in entries]
+            _execute(now, executor, out, echo, total=len(work))
+            _print_backbones(wait_later())
+            work = [r for r in work if r not in now]
+            _execute(work, executor, out, echo, first=len(now) + 1, total=len(now) + len(work))
+        else:
+            _execute(work, executor, out, echo)
         t_runs = time.time() - t0 - t_pre
     finally:
         torch.set_num_threads(threads)

@@ -1,11 +1,21 @@
 """`make demo` end to end (quick mode): micro backbones -> plan -> run -> collect -> table +
 plot, all SMOKE."""
+import re
+
+import pytest
+
 from replicate.demo import DEMO_CELLS, run_demo
 
 
-def test_demo_quick(tmp_path, capsys, micro_cache):
-    assert run_demo(tmp_path, executor="inproc", quick=True, cache_dir=micro_cache) == 0
+@pytest.mark.parametrize("jobs", [1, 2])  # 2: BEiT v2 waited for between the runs
+def test_demo_quick(tmp_path, capsys, micro_cache, jobs):
+    assert run_demo(tmp_path, executor="inproc", quick=True, cache_dir=micro_cache,
+                    jobs=jobs) == 0
     out = capsys.readouterr().out
+    # the runs are announced once each, numbered 1..N in order, whichever path ran them
+    numbers = [tuple(map(int, m)) for m in re.findall(r"^\[(\d+)/(\d+)\] SMOKE", out, re.M)]
+    n = 2 * len(DEMO_CELLS)
+    assert numbers == [(i, n) for i in range(1, n + 1)], numbers
     assert "SMOKE demo" in out and "nothing here reproduces a paper" in out
     # every pre-trained backbone is reported with its k-NN accuracy
     assert out.count("k-NN top-1 on digits val") >= 3

@@ -16,7 +16,7 @@ entries and the same converters as the real ViT-B/16 files, so the demo and the 
 run the real loading path on trained weights.  File names carry a hash of the recipe: changing
 a recipe makes a new file (and new run ids), never a stale one.  With the same recipe, seed and
 torch build the files regenerate byte for byte (one thread per pre-training; measured: the same
-sha256 from a sequential and a parallel build).  Before saving, each pre-training folds a
+sha256 from a sequential, a parallel and a background build).  Before saving, each pre-training folds a
 standardisation of the probed feature into its final LayerNorm and the layer after it, which
 leaves every pre-training output unchanged (:mod:`.standardize` says why).
 
@@ -154,13 +154,45 @@ def ensure_one(family: str, cache_dir: Optional[os.PathLike] = None,
     return meta
 
 
-def _is_cached(family: str, cache_dir: Optional[os.PathLike]) -> bool:
+def is_cached(family: str, cache_dir: Optional[os.PathLike] = None) -> bool:
+    """``family``'s checkpoint and its sidecar are in the cache."""
     path = checkpoint_path(family, cache_dir)
     return path.is_file() and path.with_name(path.name + ".json").is_file()
 
 
-def _build_child(family: str, cache_dir: str) -> dict:
-    return build(family, cache_dir, log=lambda s: print("   ", s, flush=True))
+def _build_child(family: str, cache_dir: str, quiet: bool = False) -> dict:
+    return build(family, cache_dir,
+                 log=(lambda s: None) if quiet else (lambda s: print("   ", s, flush=True)))
+
+
+def _spawn_pool(workers: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # a fresh interpreter: no forked torch state
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def build_in_background(families: List[str], cache_dir: Optional[os.PathLike] = None
+                        ) -> Callable[[], Dict[str, dict]]:
+    """Start pre-training the missing ``families`` (one after the other, their dependencies
+    already cached) in one background process of one thread -- the same files as in the
+    foreground -- so that the caller can train on the other backbones meanwhile.  Returns a
+    function that waits and gives family -> sidecar; its log is quiet (the sidecar says it all)."""
+    cache = str(cache_dir or default_cache_dir())
+    missing = [f for f in families if not is_cached(f, cache)]
+    pool = _spawn_pool(1) if missing else None
+    futures = {f: pool.submit(_build_child, f, cache, True) for f in missing} if pool else {}
+
+    def wait() -> Dict[str, dict]:
+        try:
+            built = {f: dict(fut.result(), cached=False) for f, fut in futures.items()}
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        return {f: built.get(f) or ensure_one(f, cache) for f in families}
+
+    return wait
 
 
 def ensure(cache_dir: Optional[os.PathLike] = None, families: Optional[List[str]] = None,
@@ -173,13 +205,9 @@ def ensure(cache_dir: Optional[os.PathLike] = None, families: Optional[List[str]
     fams = families or list(BACKBONES)
     cache = str(cache_dir or default_cache_dir())
     built: Dict[str, dict] = {}
-    free = [f for f in fams if not BACKBONES[f].needs and not _is_cached(f, cache)]
+    free = [f for f in fams if not BACKBONES[f].needs and not is_cached(f, cache)]
     if jobs > 1 and len(free) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch state
-        with ProcessPoolExecutor(min(jobs, len(free)), mp_context=ctx) as pool:
+        with _spawn_pool(min(jobs, len(free))) as pool:
             for f, meta in zip(free, pool.map(_build_child, free, [cache] * len(free))):
                 built[f] = dict(meta, cached=False)
     return {f: built.get(f) or ensure_one(f, cache, log) for f in fams}
