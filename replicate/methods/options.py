@@ -217,34 +217,27 @@ class VPTMOptions(BaseOptions):
     #: dropout on the prompt embeddings wherever they are inserted (as VPT; not on [MASK])
     prompt_dropout: float = 0.1
 
-    def __post_init__(self) -> None:  # checked when a config is loaded
-        if self.num_prompts < 0:
-            raise ValueError(f"num_prompts must be >= 0, got {self.num_prompts}")
-        if self.token_order not in TOKEN_ORDERS:
-            raise ValueError(f"token_order must be one of {sorted(TOKEN_ORDERS)}, got "
-                             f"{self.token_order!r}")
-        if self.extra_bias not in ("cls", "zero"):
-            raise ValueError(f"extra_bias must be 'cls' or 'zero', got {self.extra_bias!r}")
-        if self.verbalizer_input not in VERBALIZER_INPUTS:
-            raise ValueError(f"verbalizer_input must be one of {sorted(VERBALIZER_INPUTS)}, got "
-                             f"{self.verbalizer_input!r}")
-        if self.logits_softmax and self.verbalizer_input != "logits":
-            raise ValueError("logits_softmax needs verbalizer_input='logits'")
-        if self.proto_dim < 1:
-            raise ValueError(f"proto_dim must be >= 1, got {self.proto_dim}")
-        if not self.tau > 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
-        if self.instance_weight < 0:
-            raise ValueError(f"instance_weight must be >= 0, got {self.instance_weight}")
-        if not 0 <= self.prompt_dropout < 1:
-            raise ValueError(f"prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
-        if self.prompt_depth != -1 and (not self.deep or self.prompt_depth < 1):
-            raise ValueError("prompt_depth must be -1, or >= 1 together with deep=True")
-        if self.pool != "auto":
-            raise ValueError("VPTM reads the [MASK] token; 'pool' does not apply (leave 'auto')")
-        if self.head_init != "vpt":
-            raise ValueError("VPTM's head is the prototypical verbalizer; 'head_init' does not "
-                             "apply (leave the default)")
+    def validate(self) -> None:
+        super().validate()
+        check_range("num_prompts", self.num_prompts, self.num_prompts >= 0, "an integer >= 0")
+        for key, allowed in (("token_order", tuple(TOKEN_ORDERS)), ("extra_bias", ("cls", "zero")),
+                             ("verbalizer_input", tuple(VERBALIZER_INPUTS))):
+            check_choice(key, getattr(self, key), allowed)
+        check_range("logits_softmax", self.logits_softmax,
+                    not self.logits_softmax or self.verbalizer_input == "logits",
+                    "False unless verbalizer_input='logits'")
+        check_range("proto_dim", self.proto_dim, self.proto_dim >= 1, "an integer >= 1")
+        check_range("tau", self.tau, self.tau > 0, "> 0")
+        check_range("instance_weight", self.instance_weight, self.instance_weight >= 0, ">= 0")
+        check_range("prompt_dropout", self.prompt_dropout, 0 <= self.prompt_dropout < 1,
+                    "in [0, 1)")
+        check_range("prompt_depth", self.prompt_depth,
+                    self.prompt_depth == -1 or (self.deep and self.prompt_depth >= 1),
+                    "-1, or >= 1 together with deep=True")
+        check_range("pool", self.pool, self.pool == "auto",
+                    "'auto': VPTM reads the [MASK] token, 'pool' does not apply")
+        check_range("head_init", self.head_init, self.head_init == "vpt",
+                    "'vpt' (the default): VPTM's head is the prototypical verbalizer")
 
 
 #: built-in method name -> its options class (the method classes register the same ones)
