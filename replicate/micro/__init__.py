@@ -134,7 +134,7 @@ def build(family: str, cache_dir: Optional[os.PathLike] = None,
             "pretrain_cpu_s": round(cpu, 2), "knn_val_top1": round(knn, 2),
             "data": "digits train split (800 images, labels unused)", "seed": SEED,
             "recipe": recipe(family), "smoke": True}
-    atomic_write_json(path.with_name(path.name + ".json"), meta)
+    atomic_write_json(_sidecar(path), meta)
     log(f"SMOKE micro pre-training {family}: {wall:.1f} s wall ({cpu:.1f} s CPU), "
         f"k-NN top-1 on digits val {knn:.1f}% -> {path}")
     return meta
@@ -143,10 +143,8 @@ def build(family: str, cache_dir: Optional[os.PathLike] = None,
 def ensure_one(family: str, cache_dir: Optional[os.PathLike] = None,
                log: Callable[[str], None] = print) -> dict:
     """The sidecar of ``family``'s cached checkpoint, pre-training it first when missing."""
-    path = checkpoint_path(family, cache_dir)
-    side = path.with_name(path.name + ".json")
-    if path.is_file() and side.is_file():
-        meta = json.loads(side.read_text())
+    if is_cached(family, cache_dir):
+        meta = json.loads(_sidecar(checkpoint_path(family, cache_dir)).read_text())
         meta["cached"] = True
         return meta
     meta = build(family, cache_dir, log)
@@ -157,7 +155,12 @@ def ensure_one(family: str, cache_dir: Optional[os.PathLike] = None,
 def is_cached(family: str, cache_dir: Optional[os.PathLike] = None) -> bool:
     """``family``'s checkpoint and its sidecar are in the cache."""
     path = checkpoint_path(family, cache_dir)
-    return path.is_file() and path.with_name(path.name + ".json").is_file()
+    return path.is_file() and _sidecar(path).is_file()
+
+
+def _sidecar(checkpoint: Path) -> Path:
+    """The ``.json`` beside a cached checkpoint (time, k-NN accuracy, sha256, recipe)."""
+    return checkpoint.with_name(checkpoint.name + ".json")
 
 
 def _build_child(family: str, cache_dir: str, quiet: bool = False) -> dict:
